@@ -1,0 +1,58 @@
+# FlakeGuard — set-up and everyday commands. Run `make help` for the list.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test test-fast bench lint format run worker beat flower clean
+
+help:  ## Show this list
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ is required" >&2; exit 1; }
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { \
+		echo "installing python3-venv with apt-get" >&2; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >&2; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)  ## Create .venv and install FlakeGuard with its dev tools
+
+demo: $(STAMP)  ## Import a bundled sample history on the embedded default and show the result
+	$(PY) manage.py migrate --noinput -v 0
+	$(PY) manage.py demo
+
+test: $(STAMP)  ## Run the whole suite against throwaway PostgreSQL and Redis
+	scripts/with-services.sh $(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)  ## Parser throughput and memory; end-to-end import rate vs raw COPY
+	$(PY) -m bench.parser
+	scripts/with-services.sh $(PY) -m bench.ingest
+
+lint: $(STAMP)  ## ruff lint and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)  ## Apply ruff fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+run: $(STAMP)  ## Serve the web app on http://127.0.0.1:8000/
+	$(PY) manage.py migrate --noinput -v 0
+	$(PY) manage.py runserver 127.0.0.1:8000
+
+worker: $(STAMP)  ## Start a Celery worker on every queue (needs REDIS_URL)
+	$(VENV)/bin/celery -A flakeguard worker -Q runs-ingest,runs-analyze,tests-recompute,polling -l info
+
+beat: $(STAMP)  ## Start Celery Beat (needs REDIS_URL)
+	$(VENV)/bin/celery -A flakeguard beat -l info
+
+flower: $(STAMP)  ## Start Flower on http://127.0.0.1:5555/ (needs REDIS_URL)
+	$(VENV)/bin/celery -A flakeguard flower --address=127.0.0.1 --port=5555
+
+clean:  ## Remove the virtualenv, the embedded database and demo data
+	rm -rf $(VENV) flakeguard.sqlite3* .demo *.egg-info

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class FlakeguardConfig(AppConfig):
+    name = "flakeguard"
+    verbose_name = "FlakeGuard"

@@ -1,0 +1,34 @@
+"""The one Celery app: queues, routing by task name, and the Beat schedule.
+
+Configuration comes from Django settings under the ``CELERY_`` prefix (see
+``flakeguard.settings``, where every non-default value is explained).
+"""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+from kombu import Queue as KombuQueue
+
+from flakeguard.queues import Queue
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flakeguard.settings")
+
+app = Celery("flakeguard")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.task_queues = [KombuQueue(q.value, routing_key=q.value) for q in Queue]
+app.conf.task_routes = {
+    "ingest.*": {"queue": Queue.RUNS_INGEST.value},
+    "analysis.analyze_run": {"queue": Queue.RUNS_ANALYZE.value},
+    "analysis.recompute_repo": {"queue": Queue.TESTS_RECOMPUTE.value},
+    "polling.*": {"queue": Queue.POLLING.value},
+    "flakeguard.*": {"queue": Queue.POLLING.value},
+}
+app.conf.beat_schedule = {
+    # Re-dispatch jobs whose message was lost after commit, whose retry is due,
+    # or whose worker died holding the lease. Every 30 s keeps retries prompt
+    # while costing one indexed query.
+    "sweep-jobs": {"task": "flakeguard.sweep_jobs", "schedule": 30.0},
+}
+app.autodiscover_tasks()

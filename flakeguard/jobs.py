@@ -1,0 +1,340 @@
+"""The shared job runner: enqueue, dispatch, claim, finish, retry, sweep.
+
+Every task hands its job id and one service function to ``run_job``, which
+owns the state machine, so no task re-implements leases or retry policy:
+
+    PENDING --claim--> RUNNING --ok--> SUCCEEDED
+                          |--transient error, attempts left--> PENDING (backoff)
+                          |--transient error, last attempt-----> DEAD
+                          '--permanent or unexpected error-----> DEAD
+
+Retries are chosen by error class: bad input never succeeds on a second try,
+a broken network or a busy database may. DEAD jobs wait for an operator.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.db import DatabaseError, InterfaceError, OperationalError, transaction
+from django.utils import timezone
+
+from flakeguard.models import Job, JobKind, JobState
+from flakeguard.queues import Queue
+
+logger = logging.getLogger(__name__)
+
+JobService = Callable[[Job], dict[str, Any] | None]
+
+
+class PermanentJobError(Exception):
+    """The job cannot succeed as it stands (bad input, refused by a remote); never retried."""
+
+
+class TransientJobError(Exception):
+    """The job may succeed later (network, rate limit, lock contention); retried with backoff."""
+
+
+# Errors that say "try again later". Anything else is a bug or bad input, and a
+# retry would only repeat it, so it goes to the dead-letter state at once.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    TransientJobError,
+    ConnectionError,
+    TimeoutError,
+    OperationalError,
+    InterfaceError,
+    SoftTimeLimitExceeded,
+)
+
+
+@dataclass(frozen=True)
+class TaskRoute:
+    task_name: str
+    queue: Queue
+
+
+# Task names are strings so this module never imports the apps that run them.
+TASK_FOR_KIND: dict[str, TaskRoute] = {
+    JobKind.INGEST_RUN: TaskRoute("ingest.ingest_run", Queue.RUNS_INGEST),
+    JobKind.ANALYZE_RUN: TaskRoute("analysis.analyze_run", Queue.RUNS_ANALYZE),
+    JobKind.RECOMPUTE_REPO: TaskRoute("analysis.recompute_repo", Queue.TESTS_RECOMPUTE),
+    JobKind.POLL_REPO: TaskRoute("polling.poll_repo", Queue.POLLING),
+}
+
+
+def enqueue_job(
+    *,
+    kind: str,
+    dedup_key: str,
+    payload: dict[str, Any] | None = None,
+    max_attempts: int | None = None,
+) -> tuple[Job, bool]:
+    """Create the job for ``dedup_key`` unless it exists; dispatch it after commit.
+
+    Call it inside the transaction that records the job's cause. Returns the
+    job and whether it was created; a duplicate cause returns the first job.
+    """
+    now = timezone.now()
+    job, created = Job.objects.get_or_create(
+        dedup_key=dedup_key,
+        defaults={
+            "kind": kind,
+            "payload": payload or {},
+            "max_attempts": max_attempts or settings.FLAKEGUARD_JOB_MAX_ATTEMPTS,
+            "next_attempt_at": now,
+            "dispatched_at": now,
+        },
+    )
+    if created:
+        logger.info("job %s enqueued: %s", job.pk, dedup_key)
+        dispatch_on_commit(job)
+    return job, created
+
+
+def dispatch_on_commit(job: Job) -> None:
+    job_id, kind = job.pk, job.kind
+    transaction.on_commit(lambda: dispatch(job_id, kind))
+
+
+def dispatch(job_id: int, kind: str) -> None:
+    """Hand the job id to its queue; on the embedded default, run it right here."""
+    from flakeguard.celery import app
+
+    route = TASK_FOR_KIND[kind]
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        app.tasks[route.task_name].apply(args=[job_id])
+        return
+    try:
+        app.send_task(route.task_name, args=[job_id], queue=route.queue.value)
+    except Exception:
+        # The row is committed; the sweeper sends it again once the broker is back.
+        logger.exception("job %s: dispatch to %s failed, left for the sweeper", job_id, route.queue)
+
+
+def claim_job(job_id: int, *, now: datetime | None = None) -> Job | None:
+    """Take the job for this worker, or return None when it is not ours to run.
+
+    SKIP LOCKED makes a concurrent claimer move on instead of queueing behind
+    us; the state check turns duplicate deliveries into no-ops.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        job = Job.objects.select_for_update(skip_locked=True).filter(pk=job_id).first()
+        if job is None:
+            return None
+        if job.state == JobState.PENDING and job.next_attempt_at <= now:
+            pass
+        elif (
+            job.state == JobState.RUNNING
+            and job.lease_expires_at is not None
+            and job.lease_expires_at <= now
+        ):
+            logger.warning("job %s: lease expired, the previous worker is gone", job.pk)
+            if job.attempts >= job.max_attempts:
+                _mark_dead(job, "worker lost during the last attempt", now=now)
+                return None
+        else:
+            return None
+        job.state = JobState.RUNNING
+        job.attempts += 1
+        job.lease_expires_at = now + timedelta(seconds=settings.FLAKEGUARD_JOB_LEASE_SECONDS)
+        job.started_at = now
+        job.save(
+            update_fields=["state", "attempts", "lease_expires_at", "started_at", "updated_at"]
+        )
+    return job
+
+
+def run_job(job_id: int, service: JobService) -> None:
+    """Claim the job, run ``service(job)`` and record the outcome."""
+    job = claim_job(job_id)
+    if job is None:
+        logger.info("job %s: not claimable (done, running elsewhere or not due)", job_id)
+        return
+    try:
+        result = service(job)
+    except TRANSIENT_ERRORS as exc:
+        _record_transient_failure(job, exc)
+    except PermanentJobError as exc:
+        _finish_dead(job, f"{type(exc).__name__}: {exc}")
+    except DatabaseError as exc:
+        # Integrity and data errors are bugs or bad input, not weather.
+        _finish_dead(job, _describe(exc))
+    except Exception as exc:
+        _finish_dead(job, _describe(exc))
+    else:
+        _finish_succeeded(job, result or {})
+
+
+def backoff_seconds(attempts: int, *, rng: random.Random | None = None) -> float:
+    """Exponential backoff with jitter: base * 2^(attempts-1), capped, times 0.5–1.0.
+
+    The jitter spreads retries of jobs that failed together (an outage) so they
+    do not come back as one thundering herd.
+    """
+    rng = rng or random
+    base = settings.FLAKEGUARD_JOB_BACKOFF_BASE_SECONDS
+    ceiling = settings.FLAKEGUARD_JOB_BACKOFF_MAX_SECONDS
+    delay = min(ceiling, base * 2 ** max(0, attempts - 1))
+    return delay * rng.uniform(0.5, 1.0)
+
+
+def retry_jobs(job_ids: Iterable[int]) -> int:
+    """Send DEAD jobs back to PENDING with a fresh attempt budget; returns how many."""
+    now = timezone.now()
+    retried = 0
+    with transaction.atomic():
+        for job in Job.objects.select_for_update().filter(
+            pk__in=list(job_ids), state=JobState.DEAD
+        ):
+            job.state = JobState.PENDING
+            job.attempts = 0
+            job.next_attempt_at = now
+            job.dispatched_at = now
+            job.lease_expires_at = None
+            job.finished_at = None
+            job.save()
+            dispatch_on_commit(job)
+            logger.info("job %s: retried by operator", job.pk)
+            retried += 1
+    return retried
+
+
+def sweep_jobs(*, now: datetime | None = None, limit: int = 500) -> int:
+    """Re-dispatch jobs that are due but have no live message or worker.
+
+    Three ways a job gets stranded: its dispatch after commit was lost (broker
+    down, process killed between commit and send), its retry became due, or
+    the worker holding its lease died. Returns how many jobs were dispatched.
+    """
+    now = now or timezone.now()
+    stale = now - timedelta(seconds=settings.FLAKEGUARD_JOB_REDISPATCH_SECONDS)
+    to_dispatch: list[tuple[int, str]] = []
+    with transaction.atomic():
+        pending = (
+            Job.objects.select_for_update(skip_locked=True)
+            .filter(state=JobState.PENDING, next_attempt_at__lte=now)
+            .exclude(dispatched_at__gt=stale)
+            .order_by("next_attempt_at")[:limit]
+        )
+        for job in pending:
+            # A retry is undispatched by design; a dispatched job is resent
+            # only when its message has had ample time to be picked up.
+            to_dispatch.append((job.pk, job.kind))
+        expired = (
+            Job.objects.select_for_update(skip_locked=True)
+            .filter(state=JobState.RUNNING, lease_expires_at__lte=now)
+            .order_by("lease_expires_at")[:limit]
+        )
+        for job in expired:
+            if (
+                job.dispatched_at
+                and job.lease_expires_at
+                and job.dispatched_at > job.lease_expires_at
+            ):
+                if job.dispatched_at > stale:
+                    continue  # already resent after the lease ran out
+            if job.attempts >= job.max_attempts:
+                _mark_dead(job, "worker lost during the last attempt", now=now)
+                continue
+            to_dispatch.append((job.pk, job.kind))
+        if to_dispatch:
+            Job.objects.filter(pk__in=[pk for pk, _ in to_dispatch]).update(dispatched_at=now)
+    for job_id, kind in to_dispatch:
+        logger.info("job %s: re-dispatched by the sweeper", job_id)
+        dispatch(job_id, kind)
+    return len(to_dispatch)
+
+
+def drain_jobs(*, limit: int = 10_000) -> int:
+    """Run every due job in this process; the embedded default's stand-in for workers."""
+    from flakeguard.celery import app
+
+    ran = 0
+    while ran < limit:
+        job = (
+            Job.objects.filter(state=JobState.PENDING, next_attempt_at__lte=timezone.now())
+            .order_by("pk")
+            .first()
+        )
+        if job is None:
+            return ran
+        app.tasks[TASK_FOR_KIND[job.kind].task_name].apply(args=[job.pk])
+        ran += 1
+    return ran
+
+
+def _record_transient_failure(job: Job, exc: BaseException) -> None:
+    error = _describe(exc)
+    if job.attempts >= job.max_attempts:
+        _finish_dead(job, error)
+        return
+    delay = backoff_seconds(job.attempts)
+    now = timezone.now()
+    Job.objects.filter(pk=job.pk, state=JobState.RUNNING).update(
+        state=JobState.PENDING,
+        next_attempt_at=now + timedelta(seconds=delay),
+        dispatched_at=None,
+        lease_expires_at=None,
+        last_error=error,
+        updated_at=now,
+    )
+    logger.warning(
+        "job %s (%s): attempt %s/%s failed, retry in %.0fs: %s",
+        job.pk,
+        job.dedup_key,
+        job.attempts,
+        job.max_attempts,
+        delay,
+        error.splitlines()[0] if error else "",
+    )
+
+
+def _finish_succeeded(job: Job, result: dict[str, Any]) -> None:
+    now = timezone.now()
+    Job.objects.filter(pk=job.pk, state=JobState.RUNNING).update(
+        state=JobState.SUCCEEDED,
+        result=result,
+        lease_expires_at=None,
+        last_error="",
+        finished_at=now,
+        updated_at=now,
+    )
+    logger.info("job %s (%s) succeeded", job.pk, job.dedup_key)
+
+
+def _finish_dead(job: Job, error: str) -> None:
+    now = timezone.now()
+    Job.objects.filter(pk=job.pk, state=JobState.RUNNING).update(
+        state=JobState.DEAD,
+        lease_expires_at=None,
+        last_error=error,
+        finished_at=now,
+        updated_at=now,
+    )
+    logger.error(
+        "job %s (%s) is dead after %s attempt(s): %s", job.pk, job.dedup_key, job.attempts, error
+    )
+
+
+def _mark_dead(job: Job, error: str, *, now: datetime) -> None:
+    job.state = JobState.DEAD
+    job.lease_expires_at = None
+    job.last_error = error
+    job.finished_at = now
+    job.save(update_fields=["state", "lease_expires_at", "last_error", "finished_at", "updated_at"])
+    logger.error("job %s (%s) is dead: %s", job.pk, job.dedup_key, error)
+
+
+def _describe(exc: BaseException) -> str:
+    # Keep the traceback for the operator, bounded so a huge message cannot bloat the row.
+    text = "".join(traceback.format_exception(exc))
+    return text[-8000:]

@@ -1,0 +1,180 @@
+"""Django settings for FlakeGuard.
+
+With nothing configured the project runs on one machine: SQLite in the project
+folder and Celery tasks executed in-process. ``DATABASE_URL`` switches to
+PostgreSQL and ``REDIS_URL`` to a Redis broker with real workers. Every
+variable is read through ``flakeguard.env``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+
+from flakeguard.env import env_bool, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+DEBUG = env_bool("DEBUG", False)
+# The embedded default needs no secret; a real deployment must set SECRET_KEY.
+SECRET_KEY = env_str("SECRET_KEY", "flakeguard-insecure-embedded-default")
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "django_prometheus",
+    "flakeguard",
+    "ingest",
+]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "flakeguard.urls"
+WSGI_APPLICATION = "flakeguard.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'flakeguard.sqlite3'}")
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The embedded default: WAL lets the dashboard read while an import writes.
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 100,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "FlakeGuard API",
+    "DESCRIPTION": "Flaky-test detection for GitHub Actions: runs, tests, jobs.",
+    "VERSION": "1",
+}
+
+# --- GitHub -----------------------------------------------------------------
+GITHUB_API_URL = env_str("GITHUB_API_URL", "https://api.github.com").rstrip("/")
+GITHUB_TOKEN = env_str("GITHUB_TOKEN")
+GITHUB_APP_ID = env_str("GITHUB_APP_ID")
+GITHUB_APP_PRIVATE_KEY = env_str("GITHUB_APP_PRIVATE_KEY")
+GITHUB_APP_PRIVATE_KEY_PATH = env_str("GITHUB_APP_PRIVATE_KEY_PATH")
+GITHUB_WEBHOOK_SECRET = env_str("GITHUB_WEBHOOK_SECRET")
+
+# --- Ingestion limits ---------------------------------------------------------
+# Failure messages are kept for display and fingerprinting, not as full logs.
+FLAKEGUARD_MAX_MESSAGE_CHARS = env_int("FLAKEGUARD_MAX_MESSAGE_CHARS", 4096)
+FLAKEGUARD_ZIP_MAX_MEMBERS = env_int("FLAKEGUARD_ZIP_MAX_MEMBERS", 10_000)
+FLAKEGUARD_ZIP_MAX_MEMBER_BYTES = env_int("FLAKEGUARD_ZIP_MAX_MEMBER_BYTES", 1 << 30)
+FLAKEGUARD_ZIP_MAX_TOTAL_BYTES = env_int("FLAKEGUARD_ZIP_MAX_TOTAL_BYTES", 4 << 30)
+FLAKEGUARD_ZIP_MAX_RATIO = env_int("FLAKEGUARD_ZIP_MAX_RATIO", 200)
+# Rows buffered per COPY batch and per test-identity upsert.
+FLAKEGUARD_INGEST_BATCH_SIZE = env_int("FLAKEGUARD_INGEST_BATCH_SIZE", 5000)
+
+# --- Jobs --------------------------------------------------------------------
+FLAKEGUARD_JOB_MAX_ATTEMPTS = env_int("FLAKEGUARD_JOB_MAX_ATTEMPTS", 5)
+FLAKEGUARD_JOB_BACKOFF_BASE_SECONDS = env_int("FLAKEGUARD_JOB_BACKOFF_BASE_SECONDS", 30)
+FLAKEGUARD_JOB_BACKOFF_MAX_SECONDS = env_int("FLAKEGUARD_JOB_BACKOFF_MAX_SECONDS", 3600)
+# A pending job whose message has not been picked up after this long is sent again.
+FLAKEGUARD_JOB_REDISPATCH_SECONDS = env_int("FLAKEGUARD_JOB_REDISPATCH_SECONDS", 600)
+
+# --- Celery ------------------------------------------------------------------
+REDIS_URL = env_str("REDIS_URL")
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 25 * 60)
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 30 * 60)
+# A claimed job's lease outlives the hard time limit, so a lease only expires
+# when the worker that held it is gone.
+FLAKEGUARD_JOB_LEASE_SECONDS = env_int(
+    "FLAKEGUARD_JOB_LEASE_SECONDS", CELERY_TASK_TIME_LIMIT + 5 * 60
+)
+
+CELERY_BROKER_URL = REDIS_URL or "memory://"
+# No result backend: outcomes live in the Job table, not in Redis.
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+# Without a broker the embedded default runs every task in-process.
+CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
+CELERY_TASK_EAGER_PROPAGATES = True
+# Only ids cross the broker, and only as JSON.
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+# Ack after the task ran, and requeue when the worker process dies mid-task:
+# the job table makes the second delivery harmless.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# One message at a time per worker process: ingest tasks are long and uneven.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Queues are a closed set; a typo in a route must fail, not create a queue.
+CELERY_TASK_CREATE_MISSING_QUEUES = False
+CELERY_TASK_DEFAULT_QUEUE = "runs-ingest"
+# Redis redelivers unacked messages after this long; it must exceed the
+# longest task or a running task would be delivered twice.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 15 * 60}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Workers recycle their processes to cap memory growth from large imports.
+CELERY_WORKER_MAX_TASKS_PER_CHILD = 200
+CELERY_WORKER_SEND_TASK_EVENTS = True  # Flower
+CELERY_TASK_SEND_SENT_EVENT = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {
+        # stderr: stdout is reserved for JSON output of commands.
+        "stderr": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "stream": "ext://sys.stderr",
+        },
+    },
+    "root": {"handlers": ["stderr"], "level": env_str("LOG_LEVEL", "WARNING")},
+    "loggers": {
+        "flakeguard": {"level": env_str("LOG_LEVEL", "INFO"), "propagate": True},
+        "ingest": {"level": env_str("LOG_LEVEL", "INFO"), "propagate": True},
+    },
+}

@@ -1,0 +1,25 @@
+"""URL map: health, metrics, admin, the REST API and the dashboard."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import include, path
+from django.views.generic import TemplateView
+from drf_spectacular.views import SpectacularAPIView
+from rest_framework.routers import DefaultRouter
+
+from flakeguard import api, health
+
+router = DefaultRouter()
+router.register("jobs", api.JobViewSet, basename="job")
+router.register("runs", api.RunViewSet, basename="run")
+
+urlpatterns = [
+    path("health/live", health.live, name="health-live"),
+    path("health/ready", health.ready, name="health-ready"),
+    path("", include("django_prometheus.urls")),  # /metrics
+    path("admin/", admin.site.urls),
+    path("api/v1/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/v1/", include(router.urls)),
+    path("", TemplateView.as_view(template_name="dashboard/index.html"), name="dashboard"),
+]

@@ -1,0 +1,165 @@
+"""Vendor-specific bulk SQL for ingestion, behind plain functions.
+
+PostgreSQL gets ``INSERT … ON CONFLICT`` with arrays and binary ``COPY``
+through psycopg 3; SQLite (the embedded default) gets the ORM's bulk
+operations. Callers never test the database vendor themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from django.db import connection
+from django.utils import timezone
+
+from ingest.models import TestCase, TestResult, WorkflowRun
+
+# Column order of a result row as produced by the store and consumed below.
+RESULT_COLUMNS = (
+    "run_id",
+    "test_id",
+    "outcome",
+    "duration",
+    "job",
+    "flaky_reruns",
+    "rerun_failures",
+    "message",
+    "fingerprint",
+)
+ResultRow = tuple[int, int, str, float | None, str, int, int, str, str]
+
+
+def is_postgresql() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def insert_run_if_absent(
+    *,
+    repository_id: int,
+    run_id: int,
+    run_attempt: int,
+    sha: str,
+    branch: str,
+    event: str,
+    workflow: str,
+    started_at: datetime,
+    completed_at: datetime | None,
+) -> int | None:
+    """Insert the run attempt and return its pk, or None when it is already stored.
+
+    The unique constraint serialises concurrent importers of one attempt: the
+    second blocks until the first commits, then finds the conflict and skips.
+    """
+    table = WorkflowRun._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            INSERT INTO {table} (repository_id, run_id, run_attempt, sha, branch, event,
+                                 workflow, started_at, completed_at, ingested_at,
+                                 results_count, files_count, file_errors)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 0, 0, '[]')
+            ON CONFLICT (repository_id, run_id, run_attempt) DO NOTHING
+            RETURNING id
+            """,
+            [
+                repository_id,
+                run_id,
+                run_attempt,
+                sha,
+                branch,
+                event,
+                workflow,
+                started_at,
+                completed_at,
+                timezone.now(),
+            ],
+        )
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
+def upsert_test_identities(
+    repository_id: int, identities: Sequence[tuple[str, str, str, str]]
+) -> dict[str, int]:
+    """Make sure every (identity, classname, name, file) exists; return identity → pk.
+
+    One set-based insert and one select per call, whatever the batch size.
+    Sorted so that concurrent importers take row locks in the same order and
+    cannot deadlock each other.
+    """
+    if not identities:
+        return {}
+    ordered = sorted(identities)
+    keys = [identity for identity, _, _, _ in ordered]
+    now = timezone.now()
+    if is_postgresql():
+        table = TestCase._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"""
+                INSERT INTO {table} (repository_id, identity, classname, name, file, first_seen_at)
+                SELECT %s, i, c, n, f, %s
+                FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]) AS t(i, c, n, f)
+                ON CONFLICT (repository_id, identity) DO NOTHING
+                """,
+                [
+                    repository_id,
+                    now,
+                    keys,
+                    [c for _, c, _, _ in ordered],
+                    [n for _, _, n, _ in ordered],
+                    [f for _, _, _, f in ordered],
+                ],
+            )
+            cursor.execute(
+                f"SELECT identity, id FROM {table} WHERE repository_id = %s AND identity = ANY(%s)",
+                [repository_id, keys],
+            )
+            return dict(cursor.fetchall())
+    TestCase.objects.bulk_create(
+        [
+            TestCase(
+                repository_id=repository_id,
+                identity=identity,
+                classname=classname,
+                name=name,
+                file=file,
+                first_seen_at=now,
+            )
+            for identity, classname, name, file in ordered
+        ],
+        ignore_conflicts=True,
+        batch_size=500,
+    )
+    found: dict[str, int] = {}
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        found.update(
+            TestCase.objects.filter(repository_id=repository_id, identity__in=chunk).values_list(
+                "identity", "id"
+            )
+        )
+    return found
+
+
+def write_results(rows: Iterable[ResultRow]) -> int:
+    """Append result rows: binary COPY on PostgreSQL, bulk_create elsewhere."""
+    if is_postgresql():
+        table = TestResult._meta.db_table
+        count = 0
+        with connection.cursor() as cursor:
+            raw = cursor.cursor  # the psycopg 3 cursor under Django's wrapper
+            with raw.copy(
+                f"COPY {table} ({', '.join(RESULT_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+            ) as copy:
+                copy.set_types(
+                    ["int8", "int8", "text", "float8", "text", "int2", "int2", "text", "text"]
+                )
+                for row in rows:
+                    copy.write_row(row)
+                    count += 1
+        return count
+    objects = [TestResult(**dict(zip(RESULT_COLUMNS, row, strict=True))) for row in rows]
+    TestResult.objects.bulk_create(objects, batch_size=2000)
+    return len(objects)

@@ -1,0 +1,496 @@
+"""Streaming, hardened reader of JUnit XML reports: pure Python, no Django.
+
+This module turns one JUnit/xUnit report (pytest, Surefire, jest, mocha, go, .NET,
+Bazel, PHPUnit and friends) into a stream of ``TestCaseRecord``s, one per
+``<testcase>`` wherever it sits, and into per-file counts. It is responsible for
+refusing anything that is not a readable JUnit report with a ``JUnitError`` whose
+message a user can act on, for never loading a DTD, entity, XInclude or anything
+else from the file system or network, and for keeping memory bounded whatever the
+file size: lxml builds at most the current ``<testcase>`` plus what one read
+chunk holds, and everything already reported is cleared and unlinked.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import re
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from lxml import etree
+
+__all__ = [
+    "LABEL_PROPERTY_NAMES",
+    "FileSummary",
+    "JUnitError",
+    "Outcome",
+    "TestCaseRecord",
+    "iter_test_cases",
+    "summarize",
+]
+
+# Suite <property> names that say which CI configuration ran the suite, best first.
+LABEL_PROPERTY_NAMES = ("ci.job", "job", "matrix", "configuration")
+
+# hostname values that say nothing about the configuration (lower-cased).
+_PLACEHOLDER_HOSTNAMES = frozenset(
+    {"", "localhost", "localhost.localdomain", "127.0.0.1", "::1", "0.0.0.0", "hostname"}
+    | {"unknown", "none", "null", "n/a", "(none)"}
+)
+
+# 64 KiB reads measured fastest: bigger chunks make lxml build more of the tree
+# ahead of us (worse cache locality, more memory); smaller ones cost Python calls.
+_READ_CHUNK = 64 * 1024
+# The root start tag must appear within this many bytes, so that a file that is
+# one giant comment cannot make us buffer it whole while looking for the root.
+_MAX_PROLOG_BYTES = 1024 * 1024
+
+# Never load a DTD or external entity, never touch the network, keep libxml2's
+# default limits (depth 256, 10 MB text nodes), keep no ID table (it would grow
+# with the file however much we clear).
+_HARDENED_OPTIONS = {
+    "resolve_entities": False,
+    "no_network": True,
+    "load_dtd": False,
+    "dtd_validation": False,
+    "huge_tree": False,
+    "collect_ids": False,
+    "remove_comments": True,
+    "remove_pis": True,
+}
+_XINCLUDE_NAMESPACES = ("http://www.w3.org/2001/XInclude", "http://www.w3.org/2003/XInclude")
+_LOCATION_SUFFIX = re.compile(r",? line \d+, column \d+\s*$")
+_INF = math.inf
+
+
+class Outcome(enum.StrEnum):
+    PASSED = "passed"
+    FAILED = "failed"
+    ERROR = "error"
+    SKIPPED = "skipped"
+
+
+class JUnitError(ValueError):
+    """The file is not a readable JUnit report; the message says why in plain words."""
+
+
+@dataclass(slots=True)
+class TestCaseRecord:
+    __test__ = False  # not a pytest test class, despite the name
+
+    suite: str
+    classname: str
+    name: str
+    file: str
+    line: int | None
+    time: float | None
+    outcome: Outcome
+    has_failure: bool
+    has_error: bool
+    has_skipped: bool
+    message: str
+    failure_type: str
+    stack: str
+    flaky_reruns: int
+    rerun_failures: int
+    label: str
+
+
+@dataclass(slots=True)
+class FileSummary:
+    tests: int = 0
+    passed: int = 0
+    failures: int = 0
+    errors: int = 0
+    skipped: int = 0
+    flaky_reruns: int = 0
+    rerun_failures: int = 0
+
+
+def summarize(stream: BinaryIO, *, max_message_chars: int = 8192) -> FileSummary:
+    """Count testcases by the MANIFEST definitions; raises JUnitError for unreadable files."""
+    summary = FileSummary()
+    for record in iter_test_cases(stream, max_message_chars=max_message_chars):
+        summary.tests += 1
+        summary.passed += record.outcome is Outcome.PASSED
+        summary.failures += record.has_failure
+        summary.errors += record.has_error
+        summary.skipped += record.has_skipped
+        summary.flaky_reruns += record.flaky_reruns
+        summary.rerun_failures += record.rerun_failures
+    return summary
+
+
+def iter_test_cases(stream: BinaryIO, *, max_message_chars: int = 8192) -> Iterator[TestCaseRecord]:
+    """Yield one record per <testcase>, holding at most one element in memory.
+
+    Raises JUnitError (possibly after yielding some records) when the file is
+    unreadable. ``label`` comes from the innermost enclosing suite that has one;
+    a label property written after a suite's first testcases applies from there on.
+    """
+    if max_message_chars < 0:
+        raise ValueError("max_message_chars must be >= 0")
+    return _parse(stream, max_message_chars)
+
+
+# ---------------------------------------------------------------------------
+# The prolog guard: libxml2 reports a DOCTYPE to a parser target before it reads
+# the internal subset, so raising there refuses every DTD before any entity or
+# parameter entity is declared or expanded, in whatever encoding libxml2 detects
+# (UTF-16 included). It also yields the root tag so that non-JUnit roots are
+# refused before the main parse starts.
+# ---------------------------------------------------------------------------
+
+
+class _RootSeen(Exception):
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+
+
+class _DoctypeSeen(Exception):
+    pass
+
+
+class _PrologGuard:
+    def start(self, tag: str, attrib: object, nsmap: object = None) -> None:
+        raise _RootSeen(tag)
+
+    def doctype(self, name: str | None, pubid: str | None, system: str | None) -> None:
+        raise _DoctypeSeen
+
+    def end(self, tag: str) -> None:  # never reached: start() stops the parse
+        pass
+
+    def data(self, data: str) -> None:
+        pass
+
+    def close(self) -> None:
+        return None
+
+
+def _read_prolog(stream: BinaryIO) -> tuple[list[bytes], str]:
+    """Return the chunks read up to and including the root start tag, and that tag."""
+    guard = etree.XMLParser(target=_PrologGuard(), **_HARDENED_OPTIONS)
+    chunks: list[bytes] = []
+    total = 0
+    while True:
+        data = stream.read(_READ_CHUNK)
+        at_end = not data
+        if at_end and total == 0:
+            raise JUnitError("file is empty")
+        if not at_end:
+            chunks.append(data)
+            total += len(data)
+        try:
+            guard.close() if at_end else guard.feed(data)
+        except _RootSeen as seen:
+            return chunks, seen.tag
+        except _DoctypeSeen:
+            raise JUnitError(
+                "DOCTYPE declarations are refused: a JUnit report never needs one, "
+                "and they are the vehicle of entity-expansion and external-entity attacks"
+            ) from None
+        except etree.XMLSyntaxError as exc:
+            raise _describe_syntax_error(exc, at_end=at_end, head=chunks[0]) from None
+        if at_end:
+            raise JUnitError("not a JUnit report: the file has no root element")
+        if total > _MAX_PROLOG_BYTES:
+            raise JUnitError("not a JUnit report: no root element in the first 1 MiB")
+
+
+def _describe_syntax_error(exc: etree.XMLSyntaxError, *, at_end: bool, head: bytes) -> JUnitError:
+    msg, code, (line, column) = exc.msg or "", exc.code, exc.position
+    if msg == "no element found" or not msg:
+        # lxml's generic close() message; the cause is in the error log.
+        last = exc.error_log.last_error if exc.error_log else None
+        if last is not None:
+            msg, code, line, column = last.message, last.type, last.line, last.column
+    msg = _LOCATION_SUFFIX.sub("", msg.strip()).strip()
+    where = f"line {line}, column {column}"
+    types = etree.ErrorTypes
+    if code == types.ERR_INVALID_ENCODING:
+        return JUnitError(f"invalid UTF-8 (or bytes invalid in the declared encoding) at {where}")
+    if code in (types.ERR_UNSUPPORTED_ENCODING, types.ERR_UNKNOWN_ENCODING):
+        return JUnitError(f"unsupported character encoding at {where}: {msg}")
+    if code == types.ERR_RESOURCE_LIMIT and "depth" in msg:
+        return JUnitError(f"elements are nested too deeply (more than 256 levels) at {where}")
+    if code == types.ERR_RESOURCE_LIMIT or "too big" in msg:
+        return JUnitError(f"resource limit exceeded at {where} (a value over 10 MB?): {msg}")
+    if line <= 1 and column <= 1 and code == types.ERR_DOCUMENT_EMPTY:
+        kind = _binary_kind(head)
+        return JUnitError(f"not XML: {kind}" if kind else f"not XML: {msg} at {where}")
+    if at_end and (msg.startswith("Premature end") or "NOT_FINISHED" in _type_name(code)):
+        return JUnitError(f"truncated XML: the file ends inside an element ({msg} at {where})")
+    if at_end and code in (types.ERR_GT_REQUIRED, types.ERR_LTSLASH_REQUIRED):
+        return JUnitError(f"truncated XML: the file ends inside a tag ({msg} at {where})")
+    return JUnitError(f"not well-formed XML at {where}: {msg}")
+
+
+def _type_name(code: int) -> str:
+    for name in dir(etree.ErrorTypes):
+        if getattr(etree.ErrorTypes, name) == code:
+            return name
+    return ""
+
+
+def _binary_kind(head: bytes) -> str:
+    for magic, kind in (
+        (b"\x1f\x8b", "the file is gzip-compressed"),
+        (b"PK\x03\x04", "the file is a zip archive"),
+        (b"%PDF", "the file is a PDF"),
+        (b"{", "the file looks like JSON"),
+    ):
+        if head.startswith(magic):
+            return kind
+    return ""
+
+
+# ---------------------------------------------------------------------------
+# The main parse.
+# ---------------------------------------------------------------------------
+
+
+def _parse(stream: BinaryIO, max_chars: int) -> Iterator[TestCaseRecord]:
+    chunks, root_tag = _read_prolog(stream)
+    ns = root_tag[: root_tag.index("}") + 1] if root_tag.startswith("{") else ""
+    local_root = root_tag[len(ns) :]
+    if local_root not in ("testsuites", "testsuite"):
+        raise JUnitError(f"not a JUnit report: root element is <{local_root}>")
+
+    tc_tag, ts_tag, tss_tag, props_tag = (
+        ns + "testcase",
+        ns + "testsuite",
+        ns + "testsuites",
+        ns + "properties",
+    )
+    failure_tag, error_tag, skipped_tag = ns + "failure", ns + "error", ns + "skipped"
+    flaky_tags = (ns + "flakyFailure", ns + "flakyError")
+    rerun_tags = (ns + "rerunFailure", ns + "rerunError")
+    passed, failed, errored, skipped = (
+        Outcome.PASSED,
+        Outcome.FAILED,
+        Outcome.ERROR,
+        Outcome.SKIPPED,
+    )
+    record = TestCaseRecord
+
+    # Only the elements we act on come back to Python; everything else stays in C.
+    parser = etree.XMLPullParser(
+        events=("end",),
+        tag=(tc_tag, ts_tag, props_tag, *(f"{{{x}}}*" for x in _XINCLUDE_NAMESPACES)),
+        **_HARDENED_OPTIONS,
+    )
+    feed, read_events, read = parser.feed, parser.read_events, stream.read
+    # The guard's own messages must not be mistaken for the main parser's.
+    etree.clear_error_log()
+
+    labels: dict[etree._Element, str] = {}  # open suite -> label from its <properties>
+    context_parent: etree._Element | None = None  # parent of the last testcase seen
+    suite_name = label = last_classname = last_file = ""
+    checked_doctype = False
+    pending = iter(chunks)
+    while True:
+        data = next(pending, None)
+        if data is None:
+            data = read(_READ_CHUNK)
+        error: etree.XMLSyntaxError | None = None
+        try:
+            if data:
+                feed(data)
+            else:
+                parser.close()
+        except etree.XMLSyntaxError as exc:
+            # Report what was complete before the error, then raise.
+            error = exc
+
+        for _, elem in read_events():
+            tag = elem.tag
+            if tag == tc_tag:
+                parent = elem.getparent()
+                if parent is not context_parent:
+                    context_parent = parent
+                    suite_name, label = _suite_context(parent, ts_tag, labels)
+                get = elem.get
+                line = get("line")
+                if line is not None:
+                    try:
+                        line = int(line)
+                    except ValueError:
+                        line = None
+                seconds = get("time")
+                if seconds is not None:
+                    try:
+                        seconds = float(seconds)
+                    except ValueError:
+                        seconds = _lenient_seconds(seconds)
+                    else:
+                        if not 0.0 <= seconds < _INF:  # NaN, inf, negative
+                            seconds = None
+                # Consecutive testcases mostly share classname and file: share the
+                # string objects too (cheaper than sys.intern, same effect in practice).
+                classname = get("classname") or ""
+                if classname == last_classname:
+                    classname = last_classname
+                else:
+                    last_classname = classname
+                file = get("file") or ""
+                if file == last_file:
+                    file = last_file
+                else:
+                    last_file = file
+                name = get("name") or ""
+
+                if len(elem) == 0:
+                    rec = record(suite_name, classname, name, file, line, seconds, passed,
+                                 False, False, False, "", "", "", 0, 0, label)  # fmt: skip
+                else:
+                    failure = err = skip = None
+                    flaky = reruns = 0
+                    for child in elem:
+                        ctag = child.tag
+                        if ctag == failure_tag:
+                            if failure is None:
+                                failure = child
+                        elif ctag == error_tag:
+                            if err is None:
+                                err = child
+                        elif ctag == skipped_tag:
+                            if skip is None:
+                                skip = child
+                        elif ctag in flaky_tags:
+                            flaky += 1
+                        elif ctag in rerun_tags:
+                            reruns += 1
+                    cause = err if err is not None else failure
+                    if cause is not None:
+                        body = _text(cause)
+                        message = cause.get("message") or body
+                        rec = record(suite_name, classname, name, file, line, seconds,
+                                     errored if err is not None else failed,
+                                     failure is not None, err is not None, skip is not None,
+                                     message[:max_chars], cause.get("type") or "",
+                                     body[:max_chars], flaky, reruns, label)  # fmt: skip
+                    elif skip is not None:
+                        message = skip.get("message") or _text(skip)
+                        rec = record(suite_name, classname, name, file, line, seconds, skipped,
+                                     False, False, True, message[:max_chars], "", "",
+                                     flaky, reruns, label)  # fmt: skip
+                    else:
+                        rec = record(suite_name, classname, name, file, line, seconds, passed,
+                                     False, False, False, "", "", "", flaky, reruns, label)  # fmt: skip
+
+                # Unlinking the previous testcase (and any <properties> or
+                # <system-out> before it) frees its whole subtree, so clearing it
+                # first would be wasted work; this one goes when the next one
+                # arrives or when its suite ends and is cleared.
+                while elem.getprevious() is not None:
+                    del parent[0]
+                yield rec
+
+            elif tag == ts_tag:
+                labels.pop(elem, None)
+                context_parent = None
+                elem.clear(keep_tail=True)
+                parent = elem.getparent()
+                if parent is not None:
+                    while elem.getprevious() is not None:
+                        del parent[0]
+
+            elif tag == props_tag:
+                parent = elem.getparent()
+                if parent is not None and parent.tag in (ts_tag, tss_tag):
+                    value = _label_from_properties(elem)
+                    if value:
+                        labels[parent] = value
+                        context_parent = None  # later testcases pick the label up
+
+            else:
+                raise JUnitError(
+                    f"XInclude elements are refused (<{etree.QName(tag).localname}> at "
+                    f"line {elem.sourceline}): a JUnit report never includes other files"
+                )
+
+            if not checked_doctype:
+                # Belt and braces behind the prolog guard: the guard saw no DOCTYPE.
+                checked_doctype = True
+                docinfo = elem.getroottree().docinfo
+                if docinfo.doctype or docinfo.internalDTD is not None:
+                    raise JUnitError("DOCTYPE declarations are refused")
+
+        if error is not None:
+            raise _describe_syntax_error(error, at_end=not data, head=chunks[0]) from None
+        if not data:
+            return
+
+
+def _suite_context(
+    parent: etree._Element | None, ts_tag: str, labels: dict[etree._Element, str]
+) -> tuple[str, str]:
+    """Name of the innermost enclosing suite, and the innermost label found going outward."""
+    name: str | None = None
+    label = ""
+    node = parent
+    while node is not None:
+        if node.tag == ts_tag:
+            if name is None:
+                name = node.get("name") or ""
+            if not label:
+                label = labels.get(node) or _hostname_label(node.get("hostname"))
+        elif not label and node in labels:  # a <testsuites> root with properties
+            label = labels[node]
+        node = node.getparent()
+    return sys.intern(name or ""), label
+
+
+def _hostname_label(hostname: str | None) -> str:
+    if not hostname:
+        return ""
+    hostname = hostname.strip()
+    return "" if hostname.lower() in _PLACEHOLDER_HOSTNAMES else hostname
+
+
+def _label_from_properties(properties: etree._Element) -> str:
+    found: dict[str, str] = {}
+    for prop in properties:
+        key = prop.get("name")
+        if key in LABEL_PROPERTY_NAMES and key not in found:
+            value = prop.get("value")
+            if value is None:
+                value = prop.text or ""
+            if value.strip():
+                found[key] = value.strip()
+    for key in LABEL_PROPERTY_NAMES:
+        if key in found:
+            return found[key]
+    return ""
+
+
+def _text(elem: etree._Element) -> str:
+    """Text body of a failure/error/skipped element, CDATA included, edges stripped."""
+    if len(elem):
+        return "".join(elem.itertext()).strip()
+    return (elem.text or "").strip()
+
+
+def _lenient_seconds(raw: str) -> float | None:
+    """Read times that float() refuses: "1,234.5" (grouping) and "0,25" (decimal comma)."""
+    value = raw.strip()
+    if "," in value:
+        if "." in value:
+            # Both separators: the last one is the decimal point.
+            if value.rfind(",") > value.rfind("."):
+                value = value.replace(".", "").replace(",", ".")
+            else:
+                value = value.replace(",", "")
+        elif re.fullmatch(r"[1-9]\d{0,2}(,\d{3})+", value):
+            value = value.replace(",", "")  # 1,234 as written with grouping
+        else:
+            value = value.replace(",", ".")  # 0,25 as written in a comma locale
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if 0.0 <= seconds < _INF else None

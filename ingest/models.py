@@ -1,0 +1,124 @@
+"""Stored CI history: repositories, workflow run attempts, test identities, results.
+
+A ``WorkflowRun`` row is one attempt of a GitHub Actions run and doubles as the
+idempotency guard of an import: it is inserted first, in the same transaction
+as its results, so a run attempt is either wholly stored or not at all.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class Repository(models.Model):
+    full_name = models.CharField(max_length=200, unique=True, help_text="owner/name")
+    installation_id = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "repositories"
+        ordering = ["full_name"]
+
+    def __str__(self) -> str:
+        return self.full_name
+
+
+class RunEvent(models.TextChoices):
+    PUSH = "push", "push"
+    PULL_REQUEST = "pull_request", "pull_request"
+    OTHER = "other", "other"
+
+
+class WorkflowRun(models.Model):
+    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="runs")
+    run_id = models.BigIntegerField()
+    run_attempt = models.PositiveIntegerField(default=1)
+    sha = models.CharField(max_length=64)
+    branch = models.CharField(max_length=255, blank=True)
+    event = models.CharField(max_length=40, blank=True)
+    workflow = models.CharField(max_length=255, blank=True)
+    started_at = models.DateTimeField()
+    completed_at = models.DateTimeField(null=True, blank=True)
+    ingested_at = models.DateTimeField(auto_now_add=True)
+    results_count = models.PositiveIntegerField(default=0)
+    files_count = models.PositiveIntegerField(default=0)
+    # [{"path": ..., "error": ...}] for every file refused; the rest of the run is stored.
+    file_errors = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["repository", "run_id", "run_attempt"], name="run_attempt_unique"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["repository", "started_at"], name="run_repo_started_idx"),
+            models.Index(fields=["repository", "sha"], name="run_repo_sha_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.repository} run {self.run_id} attempt {self.run_attempt}"
+
+
+class TestCase(models.Model):
+    """One stable test identity per repository, normalised file/classname and name."""
+
+    __test__ = False  # not a pytest test class
+
+    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="tests")
+    # sha1 of the normalised identity; names can be long (parametrised tests)
+    # and a btree unique index on unbounded text would reject them.
+    identity = models.CharField(max_length=40)
+    classname = models.TextField(blank=True)
+    name = models.TextField()
+    file = models.TextField(blank=True)
+    first_seen_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["repository", "identity"], name="test_identity_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.classname}::{self.name}" if self.classname else self.name
+
+
+class Outcome(models.TextChoices):
+    PASSED = "passed", "passed"
+    FAILED = "failed", "failed"
+    ERROR = "error", "error"
+    SKIPPED = "skipped", "skipped"
+
+
+class TestResult(models.Model):
+    __test__ = False  # not a pytest test class
+
+    # Both foreign keys are covered by the explicit indexes below; Django's
+    # implicit per-column indexes would only slow the bulk COPY down.
+    run = models.ForeignKey(
+        WorkflowRun, on_delete=models.CASCADE, related_name="results", db_index=False
+    )
+    test = models.ForeignKey(
+        TestCase, on_delete=models.CASCADE, related_name="results", db_index=False
+    )
+    outcome = models.CharField(max_length=8, choices=Outcome.choices)
+    duration = models.FloatField(null=True, blank=True, help_text="seconds")
+    job = models.CharField(max_length=255, blank=True, help_text="job or matrix label")
+    # Surefire in-run reruns: flakyFailure/flakyError (failed, then passed on
+    # rerun) and rerunFailure/rerunError (failed on every rerun).
+    flaky_reruns = models.PositiveSmallIntegerField(default=0)
+    rerun_failures = models.PositiveSmallIntegerField(default=0)
+    message = models.TextField(blank=True)
+    # Groups failures with the same cause: the failure type and the message
+    # with numbers, addresses and quoted values stripped.
+    fingerprint = models.CharField(max_length=16, blank=True)
+
+    class Meta:
+        indexes = [
+            # History of one test, the hot path of scoring.
+            models.Index(fields=["test", "run"], name="result_test_run_idx"),
+            models.Index(fields=["run"], name="result_run_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.test_id} in run {self.run_id}: {self.outcome}"

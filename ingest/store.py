@@ -1,0 +1,268 @@
+"""Stores one run attempt: parses its files and writes results in one transaction.
+
+Each file (and each JUnit member of a ZIP) is written under its own savepoint,
+so a malformed file is rolled back and recorded while the run's other files
+are kept. Test identities are mapped through two caches: one for this
+transaction (rolled back with a file) and one for the process, filled only
+after commit, so later runs of a repository skip the identity round trip for
+tests they have already seen.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from django.conf import settings
+from django.db import transaction
+
+from ingest import bulk
+from ingest.archives import ArchiveError, ArchiveLimits, iter_junit_members
+from ingest.identity import failure_fingerprint, test_identity
+from ingest.junit import JUnitError, Outcome, TestCaseRecord, iter_test_cases
+from ingest.models import Repository, WorkflowRun
+from ingest.runs import RunFile, RunInfo
+
+logger = logging.getLogger(__name__)
+
+# Process-wide identity cache: (repository pk, raw classname, file, name) → test pk.
+# Test rows are never deleted while a repository exists, so an entry stays true.
+_PROCESS_IDENTITIES: dict[tuple[int, str, str, str], int] = {}
+_PROCESS_CACHE_LIMIT = 2_000_000
+
+_FAILING = (Outcome.FAILED, Outcome.ERROR)
+
+
+@dataclass
+class StoreOutcome:
+    imported: bool
+    run_pk: int | None = None
+    results_stored: int = 0
+    files_stored: int = 0
+    files_refused: list[dict[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "imported": self.imported,
+            "run_pk": self.run_pk,
+            "results_stored": self.results_stored,
+            "files_stored": self.files_stored,
+            "files_refused": self.files_refused,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def archive_limits() -> ArchiveLimits:
+    return ArchiveLimits(
+        max_members=settings.FLAKEGUARD_ZIP_MAX_MEMBERS,
+        max_member_bytes=settings.FLAKEGUARD_ZIP_MAX_MEMBER_BYTES,
+        max_total_bytes=settings.FLAKEGUARD_ZIP_MAX_TOTAL_BYTES,
+        max_ratio=settings.FLAKEGUARD_ZIP_MAX_RATIO,
+    )
+
+
+def iter_report_streams(
+    path: Path, display: str, *, limits: ArchiveLimits
+) -> Iterator[tuple[str, BinaryIO]]:
+    """Yield (name, stream) for each JUnit report in a file: itself, or a ZIP's members.
+
+    Raises ArchiveError for a refused archive and OSError for an unreadable file.
+    """
+    if path.suffix.lower() == ".zip":
+        for member, stream in iter_junit_members(path, limits=limits):
+            yield f"{display}!{member.name}", stream
+        return
+    with path.open("rb") as stream:
+        yield display, stream
+
+
+def store_run(*, run: RunInfo, files: Iterable[RunFile]) -> StoreOutcome:
+    """Store one run attempt with all its results, or nothing if it is already stored."""
+    started = time.perf_counter()
+    with transaction.atomic():
+        repository, _ = Repository.objects.get_or_create(full_name=run.repo)
+        run_pk = bulk.insert_run_if_absent(
+            repository_id=repository.pk,
+            run_id=run.run_id,
+            run_attempt=run.run_attempt,
+            sha=run.sha,
+            branch=run.branch,
+            event=run.event,
+            workflow=run.workflow,
+            started_at=run.started_at or datetime.now().astimezone(),
+            completed_at=run.completed_at,
+        )
+        if run_pk is None:
+            logger.info(
+                "%s run %s attempt %s already stored, skipped",
+                run.repo,
+                run.run_id,
+                run.run_attempt,
+            )
+            return StoreOutcome(imported=False, seconds=time.perf_counter() - started)
+        writer = _ResultWriter(repository.pk, run_pk)
+        outcome = StoreOutcome(imported=True, run_pk=run_pk)
+        limits = archive_limits()
+        for run_file in files:
+            _store_file(writer, run_file, outcome, limits)
+        WorkflowRun.objects.filter(pk=run_pk).update(
+            results_count=outcome.results_stored,
+            files_count=outcome.files_stored,
+            file_errors=outcome.files_refused,
+        )
+        transaction.on_commit(writer.publish_identities)
+    outcome.seconds = time.perf_counter() - started
+    logger.info(
+        "%s run %s attempt %s stored: %s results from %s files, %s refused, %.2fs",
+        run.repo,
+        run.run_id,
+        run.run_attempt,
+        outcome.results_stored,
+        outcome.files_stored,
+        len(outcome.files_refused),
+        outcome.seconds,
+    )
+    return outcome
+
+
+def _store_file(
+    writer: _ResultWriter, run_file: RunFile, outcome: StoreOutcome, limits: ArchiveLimits
+) -> None:
+    # The archive as a whole is one savepoint: a bomb found in its third
+    # member refuses the artifact entirely, not just that member.
+    file_mark = writer.mark()
+    try:
+        with transaction.atomic():
+            stored_here = 0
+            files_here = 0
+            refused_here: list[dict[str, str]] = []
+            for report_name, stream in iter_report_streams(
+                run_file.path, run_file.name, limits=limits
+            ):
+                report_mark = writer.mark()
+                try:
+                    with transaction.atomic():
+                        stored_here += writer.write_report(
+                            stream, label=run_file.label, fallback_label=run_file.folder_label
+                        )
+                    files_here += 1
+                except JUnitError as exc:
+                    writer.rollback_to(report_mark)
+                    refused_here.append({"path": report_name, "error": str(exc)})
+                    logger.warning("report %s refused: %s", report_name, exc)
+    except (ArchiveError, OSError) as exc:
+        writer.rollback_to(file_mark)
+        outcome.files_refused.append({"path": run_file.name, "error": _describe_file_error(exc)})
+        logger.warning("file %s refused: %s", run_file.name, exc)
+        return
+    if files_here == 0 and not refused_here:
+        outcome.files_refused.append({"path": run_file.name, "error": "no JUnit XML report in it"})
+        return
+    outcome.results_stored += stored_here
+    outcome.files_stored += files_here
+    outcome.files_refused.extend(refused_here)
+
+
+def _describe_file_error(exc: BaseException) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return "file not found"
+    if isinstance(exc, OSError):
+        return f"cannot read file: {exc.strerror or exc}"
+    return str(exc)
+
+
+class _ResultWriter:
+    """Turns parsed records into result rows, batching identity upserts and COPY."""
+
+    def __init__(self, repository_id: int, run_pk: int) -> None:
+        self.repository_id = repository_id
+        self.run_pk = run_pk
+        self.batch_size = settings.FLAKEGUARD_INGEST_BATCH_SIZE
+        self.max_message = settings.FLAKEGUARD_MAX_MESSAGE_CHARS
+        # Identities created or found in this transaction, not yet safe to share.
+        self.txn_identities: dict[tuple[str, str, str], int] = {}
+        # Keys inserted in this transaction, in order, so a savepoint rollback
+        # can forget exactly the identities it took back.
+        self.created_keys: list[tuple[str, str, str]] = []
+
+    def write_report(self, stream: BinaryIO, *, label: str, fallback_label: str = "") -> int:
+        """Parse one report and write its results; raises JUnitError if unreadable."""
+        batch: list[TestCaseRecord] = []
+        written = 0
+        for record in iter_test_cases(stream, max_message_chars=self.max_message):
+            batch.append(record)
+            if len(batch) >= self.batch_size:
+                written += self._flush(batch, label, fallback_label)
+                batch = []
+        if batch:
+            written += self._flush(batch, label, fallback_label)
+        return written
+
+    def mark(self) -> int:
+        return len(self.created_keys)
+
+    def rollback_to(self, mark: int) -> None:
+        for key in self.created_keys[mark:]:
+            self.txn_identities.pop(key, None)
+        del self.created_keys[mark:]
+
+    def publish_identities(self) -> None:
+        if len(_PROCESS_IDENTITIES) > _PROCESS_CACHE_LIMIT:
+            _PROCESS_IDENTITIES.clear()
+        repo = self.repository_id
+        for (classname, file, name), pk in self.txn_identities.items():
+            _PROCESS_IDENTITIES[(repo, classname, file, name)] = pk
+
+    def _flush(self, batch: list[TestCaseRecord], label: str, fallback_label: str) -> int:
+        test_ids = self._map_identities(batch)
+        run_pk = self.run_pk
+        rows = []
+        for record, test_id in zip(batch, test_ids, strict=True):
+            outcome = record.outcome
+            if outcome in _FAILING:
+                message = record.message or record.stack
+                fingerprint = failure_fingerprint(record.failure_type, message)
+            else:
+                message = record.message if outcome == Outcome.SKIPPED else ""
+                fingerprint = ""
+            rows.append(
+                (
+                    run_pk,
+                    test_id,
+                    outcome.value,
+                    record.time,
+                    label or record.label or fallback_label,
+                    min(record.flaky_reruns, 32767),
+                    min(record.rerun_failures, 32767),
+                    message,
+                    fingerprint,
+                )
+            )
+        return bulk.write_results(rows)
+
+    def _map_identities(self, batch: list[TestCaseRecord]) -> list[int]:
+        repo = self.repository_id
+        txn = self.txn_identities
+        process = _PROCESS_IDENTITIES
+        missing: dict[tuple[str, str, str], tuple[str, str, str, str]] = {}
+        for record in batch:
+            key = (record.classname, record.file, record.name)
+            if key in txn or key in missing:
+                continue
+            pk = process.get((repo, *key))
+            if pk is not None:
+                txn[key] = pk
+                continue
+            missing[key] = test_identity(record.classname, record.file, record.name)
+        if missing:
+            found = bulk.upsert_test_identities(repo, list(set(missing.values())))
+            for key, identity in missing.items():
+                txn[key] = found[identity[0]]
+                self.created_keys.append(key)
+        return [txn[(r.classname, r.file, r.name)] for r in batch]

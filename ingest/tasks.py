@@ -1,0 +1,14 @@
+"""Celery tasks of the runs-ingest queue: thin wrappers over the job runner."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from flakeguard.jobs import run_job
+from flakeguard.queues import Queue
+from ingest import services
+
+
+@shared_task(name="ingest.ingest_run", queue=Queue.RUNS_INGEST.value, ignore_result=True)
+def ingest_run_task(job_id: int) -> None:
+    run_job(job_id, services.ingest_run_job)

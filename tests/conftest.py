@@ -1,0 +1,41 @@
+"""Shared fixtures: the database must be real PostgreSQL, the broker real Redis.
+
+``make test`` starts throwaway servers and exports DATABASE_URL and REDIS_URL;
+tests that touch the database refuse to run on anything else, because COPY,
+ON CONFLICT and SKIP LOCKED are what they are about.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def corpus_dir() -> Path:
+    configured = os.environ.get("FLAKEGUARD_JUNIT_CORPUS")
+    return Path(configured) if configured else REPO_ROOT.parent / "shared" / "junit-corpus"
+
+
+@pytest.fixture(autouse=True)
+def _require_postgresql(request: pytest.FixtureRequest) -> None:
+    if "django_db_setup" not in request.fixturenames:
+        return
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.fail(
+            "database tests need PostgreSQL: run them through `make test`, "
+            "which starts throwaway PostgreSQL and Redis servers"
+        )
+
+
+@pytest.fixture
+def redis_url() -> str:
+    url = os.environ.get("REDIS_URL")
+    if not url:
+        pytest.fail("this test needs Redis: run it through `make test`")
+    return url

@@ -1,0 +1,45 @@
+"""factory-boy factories for stored history and jobs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import factory
+from django.utils import timezone
+
+from flakeguard.models import Job, JobKind
+from ingest.models import Repository, WorkflowRun
+
+
+class RepositoryFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Repository
+        django_get_or_create = ("full_name",)
+
+    full_name = factory.Sequence(lambda n: f"acme/repo{n}")
+
+
+class WorkflowRunFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = WorkflowRun
+
+    repository = factory.SubFactory(RepositoryFactory)
+    run_id = factory.Sequence(lambda n: 1000 + n)
+    run_attempt = 1
+    sha = factory.Sequence(lambda n: f"{n:040x}")
+    branch = "main"
+    event = "push"
+    workflow = "ci"
+    started_at = factory.Sequence(lambda n: datetime(2026, 9, 1, tzinfo=UTC) + timedelta(hours=n))
+
+
+class JobFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Job
+
+    kind = JobKind.INGEST_RUN
+    dedup_key = factory.Sequence(lambda n: f"test:{n}")
+    payload = factory.LazyFunction(dict)
+    next_attempt_at = factory.LazyFunction(timezone.now)
+    dispatched_at = factory.LazyFunction(timezone.now)
+    max_attempts = 3

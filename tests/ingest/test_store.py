@@ -1,0 +1,247 @@
+"""Storing runs: every result once, bad files refused alone, identities mapped in bulk."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from ingest.models import TestCase, TestResult, WorkflowRun
+from ingest.runs import RunFile, RunInfo
+from ingest.store import store_run
+from tests.ingest.junit_samples import pytest_report, write, write_zip
+
+RUN = RunInfo(
+    repo="acme/shop",
+    run_id=812,
+    run_attempt=1,
+    sha="a" * 40,
+    branch="main",
+    event="push",
+    workflow="ci",
+    started_at=datetime(2026, 9, 1, 12, tzinfo=UTC),
+)
+
+CASES = [
+    ("tests.test_cart.TestCart", "test_add", "passed"),
+    ("tests.test_cart.TestCart", "test_remove", "failed"),
+    ("tests.test_db", "test_connect", "error"),
+    ("tests.test_win", "test_paths", "skipped"),
+]
+
+
+def outcomes_by_test(run: WorkflowRun) -> dict[str, str]:
+    return {
+        f"{r.test.classname}::{r.test.name}": r.outcome
+        for r in TestResult.objects.filter(run=run).select_related("test")
+    }
+
+
+@pytest.mark.django_db
+def test_store_run_writes_every_result_with_its_outcome(tmp_path: Path) -> None:
+    report = write(tmp_path / "linux" / "junit.xml", pytest_report(CASES))
+
+    outcome = store_run(run=RUN, files=[RunFile(path=report, label="linux-py3.11")])
+
+    assert outcome.imported and outcome.results_stored == 4 and outcome.files_refused == []
+    run = WorkflowRun.objects.get(run_id=812, run_attempt=1)
+    assert (run.results_count, run.files_count, run.file_errors) == (4, 1, [])
+    assert outcomes_by_test(run) == {
+        "tests.test_cart.TestCart::test_add": "passed",
+        "tests.test_cart.TestCart::test_remove": "failed",
+        "tests.test_db::test_connect": "error",
+        "tests.test_win::test_paths": "skipped",
+    }
+    failed = TestResult.objects.get(run=run, outcome="failed")
+    assert failed.job == "linux-py3.11"
+    assert failed.message == "AssertionError: assert 3 == 4"
+    assert len(failed.fingerprint) == 16
+    assert failed.duration == pytest.approx(0.01)
+    assert TestResult.objects.get(run=run, outcome="passed").message == ""
+
+
+@pytest.mark.django_db
+def test_same_run_attempt_stored_twice_changes_nothing(tmp_path: Path) -> None:
+    report = write(tmp_path / "junit.xml", pytest_report(CASES))
+    store_run(run=RUN, files=[RunFile(path=report)])
+
+    again = store_run(run=RUN, files=[RunFile(path=report)])
+
+    assert not again.imported and again.results_stored == 0
+    assert WorkflowRun.objects.count() == 1
+    assert TestResult.objects.count() == 4
+    assert TestCase.objects.count() == 4
+
+
+@pytest.mark.django_db
+def test_malformed_and_missing_files_fail_alone_and_are_recorded(tmp_path: Path) -> None:
+    good = write(tmp_path / "good.xml", pytest_report(CASES))
+    bad = write(tmp_path / "bad.xml", b"<testsuite><testcase name='x'>")
+    missing = tmp_path / "nope.xml"
+
+    outcome = store_run(
+        run=RUN,
+        files=[
+            RunFile(path=bad, display="bad.xml"),
+            RunFile(path=good),
+            RunFile(path=missing, display="nope.xml"),
+        ],
+    )
+
+    assert outcome.results_stored == 4
+    refused = {f["path"]: f["error"] for f in outcome.files_refused}
+    assert set(refused) == {"bad.xml", "nope.xml"}
+    assert refused["nope.xml"] == "file not found"
+    assert refused["bad.xml"]  # a clear parser message
+    run = WorkflowRun.objects.get()
+    assert run.file_errors == outcome.files_refused
+    assert TestResult.objects.count() == 4
+
+
+@pytest.mark.django_db
+def test_partly_parsed_bad_file_leaves_no_rows_and_later_files_reuse_its_tests(
+    tmp_path: Path,
+) -> None:
+    # The truncated report yields its first test cases before failing; they
+    # and the identities created for them must be rolled back, and a later
+    # report naming the same tests must still store them.
+    many = [("tests.test_big", f"test_{i}", "passed") for i in range(50)]
+    truncated = pytest_report(many)[:-200]
+    bad = write(tmp_path / "a" / "truncated.xml", truncated)
+    good = write(tmp_path / "b" / "junit.xml", pytest_report(many))
+
+    outcome = store_run(run=RUN, files=[RunFile(path=bad), RunFile(path=good)])
+
+    assert outcome.results_stored == 50
+    assert len(outcome.files_refused) == 1
+    assert TestResult.objects.count() == 50
+    assert TestCase.objects.count() == 50
+
+
+@pytest.mark.django_db
+def test_zip_artifact_members_are_stored_and_a_bad_member_is_named(tmp_path: Path) -> None:
+    archive = write_zip(
+        tmp_path / "junit-linux.zip",
+        {
+            "reports/unit.xml": pytest_report(CASES[:2]),
+            "reports/broken.xml": b"not xml at all",
+            "reports/readme.txt": b"hello",
+        },
+    )
+
+    outcome = store_run(
+        run=RUN, files=[RunFile(path=archive, display="junit-linux.zip", label="linux")]
+    )
+
+    assert outcome.results_stored == 2
+    assert [f["path"] for f in outcome.files_refused] == ["junit-linux.zip!reports/broken.xml"]
+    assert set(TestResult.objects.values_list("job", flat=True)) == {"linux"}
+
+
+@pytest.mark.django_db
+def test_refused_archive_stores_nothing_of_it_and_keeps_other_files(tmp_path: Path) -> None:
+    # Too many members for the configured cap: the whole artifact is refused,
+    # including the members that were fine.
+    members = {f"r/{i}.xml": pytest_report([("t", f"test_{i}", "passed")]) for i in range(5)}
+    archive = write_zip(tmp_path / "big.zip", members)
+    plain = write(tmp_path / "plain.xml", pytest_report(CASES))
+
+    from django.test import override_settings
+
+    with override_settings(FLAKEGUARD_ZIP_MAX_MEMBERS=3):
+        outcome = store_run(
+            run=RUN, files=[RunFile(path=archive, display="big.zip"), RunFile(path=plain)]
+        )
+
+    assert outcome.results_stored == 4
+    assert [f["path"] for f in outcome.files_refused] == ["big.zip"]
+    assert "5" in outcome.files_refused[0]["error"]
+    assert TestResult.objects.count() == 4
+
+
+@pytest.mark.django_db
+def test_label_comes_from_job_then_report_then_folder(tmp_path: Path) -> None:
+    explicit = write(tmp_path / "x" / "a.xml", pytest_report([("c", "t1", "passed")]))
+    from_props = write(
+        tmp_path / "y" / "b.xml",
+        pytest_report([("c", "t2", "passed")], properties={"job": "windows-py3.12"}),
+    )
+    from_folder = write(tmp_path / "macos" / "c.xml", pytest_report([("c", "t3", "passed")]))
+
+    store_run(
+        run=RUN,
+        files=[
+            RunFile(path=explicit, label="linux", folder_label="x"),
+            RunFile(path=from_props, folder_label="y"),
+            RunFile(path=from_folder, folder_label="macos"),
+        ],
+    )
+
+    labels = dict(TestResult.objects.values_list("test__name", "job"))
+    assert labels == {"t1": "linux", "t2": "windows-py3.12", "t3": "macos"}
+
+
+@pytest.mark.django_db
+def test_one_identity_per_test_across_spellings_and_runs(tmp_path: Path) -> None:
+    first = write(tmp_path / "1.xml", pytest_report([("tests.Test Cart", "test_add", "passed")]))
+    second = write(
+        tmp_path / "2.xml", pytest_report([("tests.Test   Cart ", "test_add", "failed")])
+    )
+
+    store_run(run=RUN, files=[RunFile(path=first)])
+    store_run(run=RunInfo(**{**RUN.__dict__, "run_attempt": 2}), files=[RunFile(path=second)])
+
+    assert TestCase.objects.count() == 1
+    assert TestResult.objects.count() == 2
+
+
+@pytest.mark.django_db
+def test_identity_mapping_is_set_based_not_per_test(
+    tmp_path: Path, django_assert_max_num_queries
+) -> None:
+    cases = [(f"tests.mod{i % 40}", f"test_{i}", "passed") for i in range(12_000)]
+    report = write(tmp_path / "junit.xml", pytest_report(cases))
+
+    # 12,000 tests in batches of 5,000: a handful of statements per batch,
+    # never one per test case.
+    with django_assert_max_num_queries(25):
+        outcome = store_run(run=RUN, files=[RunFile(path=report)])
+
+    assert outcome.results_stored == 12_000
+    assert TestCase.objects.count() == 12_000
+
+
+@pytest.mark.django_db(transaction=True)
+def test_same_run_ingested_by_two_workers_at_once_is_stored_once(tmp_path: Path) -> None:
+    cases = [
+        (f"tests.mod{i % 20}", f"test_{i}", "failed" if i % 7 == 0 else "passed")
+        for i in range(3000)
+    ]
+    report = write(tmp_path / "junit.xml", pytest_report(cases))
+    barrier = threading.Barrier(2)
+    outcomes = []
+    errors = []
+
+    def worker() -> None:
+        try:
+            barrier.wait()
+            outcomes.append(store_run(run=RUN, files=[RunFile(path=report)]))
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert errors == []
+    assert sorted(o.imported for o in outcomes) == [False, True]
+    assert WorkflowRun.objects.count() == 1
+    assert TestResult.objects.count() == 3000
+    assert TestCase.objects.count() == 3000

@@ -47,9 +47,17 @@ AREAS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
         ("Registration", "Profile"),
         ("user", "email_change", "password_reset", "profile", "newsletter_opt_in"),
     ),
-    ("auth", ("Login", "Tokens"), ("login", "session", "access_token", "refresh_token", "otp_code")),
+    (
+        "auth",
+        ("Login", "Tokens"),
+        ("login", "session", "access_token", "refresh_token", "otp_code"),
+    ),
     ("search", ("ProductSearch", "Facets"), ("query", "facet", "synonym", "typo", "ranking")),
-    ("catalog", ("Products", "Categories"), ("product", "variant", "category_tree", "slug", "stock")),
+    (
+        "catalog",
+        ("Products", "Categories"),
+        ("product", "variant", "category_tree", "slug", "stock"),
+    ),
     ("pricing", ("PriceRules", "Currency"), ("price", "price_rule", "fx_rate", "rounding", "net")),
     (
         "discounts",
@@ -69,9 +77,17 @@ AREAS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("wishlist", ("Wishlist",), ("wishlist", "shared_link", "price_alert", "wishlist_item")),
     ("addresses", ("AddressBook", "AddressValidation"), ("address", "postcode", "country")),
     ("recommendations", ("Recommendations",), ("recommendation", "similar_product", "bestseller")),
-    ("reports", ("SalesReports", "Exports"), ("sales_report", "csv_export", "date_range", "revenue")),
+    (
+        "reports",
+        ("SalesReports", "Exports"),
+        ("sales_report", "csv_export", "date_range", "revenue"),
+    ),
     ("admin", ("AdminOrders", "AdminProducts"), ("bulk_action", "changelist", "permission")),
-    ("cache", ("CacheInvalidation",), ("cache_key", "invalidation", "ttl", "stale_entry", "warmup")),
+    (
+        "cache",
+        ("CacheInvalidation",),
+        ("cache_key", "invalidation", "ttl", "stale_entry", "warmup"),
+    ),
     ("tasks", ("CeleryTasks", "Scheduling"), ("task", "retry_policy", "schedule", "dead_letter")),
     ("media", ("ImageUploads", "Thumbnails"), ("image", "thumbnail", "upload", "content_type")),
     ("i18n", ("Translations", "Localisation"), ("translation", "locale", "date_format", "plural")),
@@ -106,7 +122,11 @@ _PARAMS = (
     "<script>alert(1)</script>", 'say "hi"', "a&b", "Cr\\xe8me br\\xfbl\\xe9e", "empty-cart",
 )  # fmt: skip
 # (layer folder, median seconds, share of classes, Java class suffix)
-_LAYERS = (("", 0.004, 0.55, ""), ("api/", 0.03, 0.3, "Api"), ("integration/", 0.25, 0.15, "Integration"))
+_LAYERS = (
+    ("", 0.004, 0.55, ""),
+    ("api/", 0.03, 0.3, "Api"),
+    ("integration/", 0.25, 0.15, "Integration"),
+)
 DURATION_VARIANTS = 16  # per-result durations are drawn from this many jittered values per test
 
 
@@ -335,7 +355,9 @@ def _fill(
         area_name, _, nouns = area
         file = f"tests/{layer[0]}test_{area_name}.py"
         if flavour == "surefire":
-            simple = f"{stem or _camel(area_name, upper=True)}{layer[3]}{'' if stem else 'Smoke'}Test"
+            simple = (
+                f"{stem or _camel(area_name, upper=True)}{layer[3]}{'' if stem else 'Smoke'}Test"
+            )
             classname = f"com.{org}.{project}.{area_name.replace('_', '')}.{simple}"
             file = f"src/test/java/{classname.rsplit('.', 1)[0].replace('.', '/')}/{simple}.java"
         else:

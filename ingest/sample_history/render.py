@@ -108,10 +108,12 @@ class PytestWriter(Writer):
         case, profile = self.cases[index], failed.profile
         message = profile.py_message.format_map(failed.values)
         source = profile.py_source.format_map(failed.values)
-        raised = "\n".join(f"E       {line}" for line in f"{profile.py_type}: {message}".split("\n"))
+        raised = "\n".join(
+            f"E       {line}" for line in f"{profile.py_type}: {message}".split("\n")
+        )
         short_type = profile.py_type.rsplit(".", 1)[-1]
         if failed.element == "error":
-            head = f"failed on setup with \"{profile.py_type}: {message.split(chr(10))[0]}\""
+            head = f'failed on setup with "{profile.py_type}: {message.split(chr(10))[0]}"'
             text = (
                 f"request = <SubRequest 'db' for <Function {case.name}>>\n\n"
                 f"    @pytest.fixture\n    def db(request, django_db_setup):\n>       {source}\n"
@@ -223,7 +225,7 @@ class SurefireWriter(Writer):
         ):
             classname = self.cases[first].classname
             head = (
-                f"<testsuite {_SUREFIRE_XSD} version=\"3.0\" name={quoteattr(classname)} "
+                f'<testsuite {_SUREFIRE_XSD} version="3.0" name={quoteattr(classname)} '
                 f'time="{seconds * rng.uniform(1.02, 1.2):.3f}" tests="{end - start}" '
                 f'errors="{errors}" skipped="{skipped}" failures="{failures}">\n'
             )
@@ -231,7 +233,9 @@ class SurefireWriter(Writer):
         decl = '<?xml version="1.0" encoding="UTF-8"?>\n'
         if split:
             return [(f"target/surefire-reports/TEST-{name}.xml", decl + doc) for name, doc in docs]
-        return [("junit.xml", f"{decl}<testsuites>\n{''.join(doc for _, doc in docs)}</testsuites>\n")]
+        return [
+            ("junit.xml", f"{decl}<testsuites>\n{''.join(doc for _, doc in docs)}</testsuites>\n")
+        ]
 
 
 def _properties(timestamp: str, job: str, repo: str) -> str:
@@ -250,5 +254,3 @@ def _properties(timestamp: str, job: str, repo: str) -> str:
     )
     lines = "".join(f"    <property name={quoteattr(k)} value={quoteattr(v)}/>\n" for k, v in props)
     return f"  <properties>\n{lines}  </properties>\n"
-
-

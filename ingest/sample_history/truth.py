@@ -77,9 +77,8 @@ class Behaviour:
             return 1.0 if self.window[0] <= run.main < self.window[1] else None
         if kind == "pr":
             return 1.0 if run.pr == self.pr and run.pr_commit < self.pr_fixed_commit else None
-        if kind == "fixed":
-            if run.main < self.window[1] and rng.random() < self.rate:
-                return self.rate
+        if kind == "fixed" and run.main < self.window[1] and rng.random() < self.rate:
+            return self.rate
         return None
 
 
@@ -164,11 +163,12 @@ def build_plan(
         window = (start, min(last_main, start + rng.randint(2, max(3, last_main // 8))))
         size = 1 if incident == 0 else min(failing, rng.randint(1, 3))
         first = take()
-        group = [first] + [
+        siblings = [
             i
             for i in range(first + 1, len(base))
             if base[i].classname == base[first].classname and i not in used
-        ][: size - 1]
+        ]
+        group = [first, *siblings[: size - 1]]
         used.update(group)
         profile = JOB_PROFILE if incident == 0 else rng.choice(BROKEN_PROFILES)
         values = draw_values(rng)

@@ -1,0 +1,304 @@
+"""Writes the sample history to disk: reports (ZIP artifacts or XML), manifest and truth.
+
+For each run of the timeline and each attempt, it decides every test's outcome per matrix
+job from the plan, renders the job's report, writes it with one write per file, and appends
+the attempt to ``manifest.jsonl`` in the run-manifest format of DESIGN.md. Failed runs are
+re-run (attempt 2, rarely 3) with the configured probability. ``truth.json`` records the
+plan and what was observed per test. All randomness comes from seeded generators, one per
+concern, so the same configuration gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import re
+import zipfile
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from ingest.sample_history.catalogue import DURATION_VARIANTS, draw_values
+from ingest.sample_history.render import (
+    SUREFIRE_RERUNS,
+    Failed,
+    Layout,
+    PytestWriter,
+    SurefireWriter,
+    Writer,
+)
+from ingest.sample_history.timeline import Run, build_timeline
+from ingest.sample_history.truth import Behaviour, Plan, build_plan
+
+_JOB_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_REPO = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
+
+
+@dataclass(frozen=True)
+class HistoryConfig:
+    """What to generate; the defaults give about 240,000 results."""
+
+    repo: str = "acme/webshop"
+    runs: int = 300  # workflow runs; each has one or more attempts
+    tests: int = 400  # distinct test cases over the whole history
+    jobs: tuple[str, ...] = ("linux-py3.11", "linux-py3.12")  # one report per job per attempt
+    seed: int = 7
+    start: datetime = datetime(2026, 9, 1, tzinfo=UTC)
+    zip_artifacts: bool = True  # one "junit-<job>.zip" per job and attempt, else plain XML
+    flavour: str = "pytest"  # "pytest" or "surefire"
+    rerun_rate: float = 0.3  # chance a failed attempt is re-run (attempt 3 at a quarter of it)
+
+
+@dataclass(frozen=True)
+class GeneratedHistory:
+    manifest_path: Path
+    truth_path: Path
+    runs: int
+    attempts: int  # manifest lines
+    files: int  # manifest file entries (ZIPs or XML files)
+    results: int  # <testcase> elements written
+    bytes: int  # size of the report files
+    truth: dict[str, str] = field(repr=False)  # "classname::name" -> category
+
+
+def generate_history(out_dir: Path, config: HistoryConfig = HistoryConfig()) -> GeneratedHistory:
+    """Write a made-up CI history under ``out_dir`` and return what was written."""
+    _check(config)
+    out_dir = Path(out_dir)
+    timeline = build_timeline(
+        random.Random(f"{config.seed}/timeline"), runs=config.runs, start=config.start
+    )
+    plan = build_plan(
+        random.Random(f"{config.seed}/plan"),
+        timeline,
+        tests=config.tests,
+        jobs=config.jobs,
+        flavour=config.flavour,
+        repo=config.repo,
+    )
+    history = _History(out_dir, config, plan)
+    manifest = []
+    for run in timeline.runs:
+        manifest.extend(history.write_run(run))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest_path = out_dir / "manifest.jsonl"
+    manifest_path.write_text("".join(manifest), encoding="utf-8")
+    truth_path = out_dir / "truth.json"
+    truth = history.truth()
+    truth_path.write_text(json.dumps(truth, indent=1) + "\n", encoding="utf-8")
+    return GeneratedHistory(
+        manifest_path=manifest_path,
+        truth_path=truth_path,
+        runs=len(timeline.runs),
+        attempts=len(manifest),
+        files=history.files,
+        results=history.results,
+        bytes=history.bytes,
+        truth={key: entry["category"] for key, entry in truth["tests"].items()},
+    )
+
+
+def _check(config: HistoryConfig) -> None:
+    if not _REPO.fullmatch(config.repo):
+        raise ValueError(f"repo must be owner/name, not {config.repo!r}")
+    if config.runs < 40 or config.tests < 40:
+        raise ValueError("runs and tests must be at least 40 to hold every category")
+    if not config.jobs or len(set(config.jobs)) != len(config.jobs):
+        raise ValueError("jobs must be distinct and not empty")
+    for job in config.jobs:
+        if not _JOB_LABEL.fullmatch(job):
+            raise ValueError(f"job label {job!r} is not usable in a file name")
+    if config.flavour not in ("pytest", "surefire"):
+        raise ValueError(f"flavour must be 'pytest' or 'surefire', not {config.flavour!r}")
+    if not 0 <= config.rerun_rate <= 1:
+        raise ValueError("rerun_rate must be between 0 and 1")
+    if config.start.utcoffset() is None:
+        raise ValueError("start must be timezone-aware")
+
+
+class _History:
+    def __init__(self, out_dir: Path, config: HistoryConfig, plan: Plan) -> None:
+        self.out_dir, self.config, self.plan = out_dir, config, plan
+        self.rng = random.Random(f"{config.seed}/results")
+        skipped = {i: b.skip_reason for i, b in plan.behaviours.items() if b.kind == "skipped"}
+        writer_class = PytestWriter if config.flavour == "pytest" else SurefireWriter
+        self.writer: Writer = writer_class(plan.cases, skipped, self.rng)
+        self.skipped = set(skipped)
+        self.changes = sorted(
+            {since for since, _ in plan.present if since}
+            | {until for _, until in plan.present if until is not None}
+        )
+        self.layouts: dict[tuple[bool, ...], Layout] = {}
+        self.reports: dict[tuple[bool, ...], int] = {}  # reports written per layout
+        self.failures = [0] * len(plan.cases)
+        self.flaky_passes = [0] * len(plan.cases)
+        self.files = self.results = self.bytes = 0
+
+    def layout(self, main: int) -> tuple[tuple[bool, ...], Layout]:
+        state = tuple(main >= change for change in self.changes)
+        if state not in self.layouts:
+            plan, cases = self.plan, self.plan.cases
+            present = [
+                i
+                for i, (since, until) in enumerate(plan.present)
+                if since <= main and (until is None or main < until)
+            ]
+            layout = Layout(
+                present=present,
+                position={case: pos for pos, case in enumerate(present)},
+                specials=[
+                    (i, plan.behaviours[i])
+                    for i in present
+                    if i in plan.behaviours and i not in self.skipped
+                ],
+                skipped=self.skipped.intersection(present),
+            )
+            for pos, i in enumerate(present):
+                if pos == 0 or cases[i].classname != cases[present[pos - 1]].classname:
+                    if layout.groups:
+                        layout.groups[-1] = (*layout.groups[-1][:2], pos)
+                    layout.groups.append((i, pos, len(present)))
+                    layout.seconds.append(0.0)
+                    layout.group_skipped.append(0)
+                layout.seconds[-1] += cases[i].median
+                layout.group_skipped[-1] += i in self.skipped
+            self.layouts[state] = layout
+        return state, self.layouts[state]
+
+    def write_run(self, run: Run) -> list[str]:
+        lines = []
+        started = run.started_at
+        outage = self.plan.outages.get(run.seq)
+        for attempt in (1, 2, 3):
+            entries, failed = [], False
+            for job in self.config.jobs:
+                path, job_failed = self.write_report(run, attempt, job, started)
+                entries.append({"path": path, "job": job})
+                failed = failed or job_failed
+            record = {
+                "repo": self.config.repo,
+                "run_id": run.run_id,
+                "run_attempt": attempt,
+                "sha": run.sha,
+                "branch": run.branch,
+                "event": run.event,
+                "started_at": started.isoformat(),
+                "workflow": "ci",
+                "files": entries,
+            }
+            lines.append(json.dumps(record) + "\n")
+            # Infra outages are always re-run (if anything is); otherwise a failed attempt
+            # is re-run at the configured rate, a failed re-run at a quarter of it.
+            rate = self.config.rerun_rate * (1 if attempt == 1 else 0.25)
+            if attempt == 1 and outage and rate:
+                rate = 1.0
+            if not failed or self.rng.random() >= rate:
+                break
+            started += timedelta(minutes=round(self.rng.uniform(12, 90)))
+        return lines
+
+    def write_report(self, run: Run, attempt: int, job: str, started: datetime) -> tuple[str, bool]:
+        rng, writer = self.rng, self.writer
+        state, layout = self.layout(run.main)
+        present, position = layout.present, layout.position
+        passing = writer.passing
+        mask = DURATION_VARIANTS - 1
+        draws = rng.randbytes(len(present))  # one byte picks each passing test's duration
+        parts = [passing[i][b & mask] for i, b in zip(present, draws, strict=True)]
+        marks: dict[int, str] = {}
+        for index, behaviour in layout.specials:
+            retry_fails = behaviour.failure(run, job, rng)
+            if retry_fails is not None:
+                failed = self._failed(index, behaviour, retry_fails)
+                pos = position[index]
+                parts[pos] = writer.failed(index, failed)
+                marks[pos] = "flaky" if failed.passed_on_rerun else "failure"
+        outage = self.plan.outages.get(run.seq)
+        if outage and attempt == 1 and job == outage.job:
+            for pos, index in enumerate(present):
+                if pos not in marks and index not in self.skipped and rng.random() < outage.share:
+                    seconds = rng.uniform(0.001, 0.05)
+                    failed = Failed("error", outage.profile, {}, seconds)
+                    if self.config.flavour == "surefire":
+                        failed = Failed("error", outage.profile, {}, seconds, SUREFIRE_RERUNS)
+                    parts[pos] = writer.failed(index, failed)
+                    marks[pos] = "error"
+        for pos, mark in marks.items():
+            if mark == "flaky":
+                self.flaky_passes[present[pos]] += 1
+            else:
+                self.failures[present[pos]] += 1
+        self.reports[state] = self.reports.get(state, 0) + 1
+        self.results += len(parts)
+
+        finished = started + timedelta(seconds=rng.randint(60, 600))
+        docs = writer.documents(
+            layout,
+            parts,
+            marks,
+            split=self.config.zip_artifacts,
+            rng=rng,
+            timestamp=finished.isoformat(),
+            job=job,
+            repo=self.config.repo,
+        )
+        folder = f"runs/{run.run_id}/{attempt}"
+        (self.out_dir / folder).mkdir(parents=True, exist_ok=True)
+        if self.config.zip_artifacts:
+            path, data = f"{folder}/junit-{job}.zip", _zip(docs, finished)
+        else:
+            path, data = f"{folder}/junit-{job}.xml", docs[0][1].encode()
+        (self.out_dir / path).write_bytes(data)
+        self.files += 1
+        self.bytes += len(data)
+        return path, any(mark != "flaky" for mark in marks.values())
+
+    def _failed(self, index: int, behaviour: Behaviour, retry_fails: float) -> Failed:
+        rng = self.rng
+        values = behaviour.values or draw_values(rng)
+        assert behaviour.profile is not None
+        if behaviour.profile.timeout:
+            seconds = float(values["secs"]) + rng.uniform(0.01, 0.4)  # type: ignore[arg-type]
+        else:
+            seconds = self.plan.cases[index].median * rng.uniform(0.8, 3.0)
+        if self.config.flavour != "surefire":
+            return Failed("failure", behaviour.profile, values, seconds)
+        reruns = 0
+        while reruns < SUREFIRE_RERUNS and rng.random() < retry_fails:
+            reruns += 1
+        passed = reruns < SUREFIRE_RERUNS
+        return Failed("failure", behaviour.profile, values, seconds, reruns, passed)
+
+    def truth(self) -> dict[str, object]:
+        results = [0] * len(self.plan.cases)
+        for state, count in self.reports.items():
+            for index in self.layouts[state].present:
+                results[index] += count
+        tests = {}
+        for index, (key, entry) in enumerate(self.plan.truth["tests"].items()):  # type: ignore[union-attr]
+            observed = {"results": results[index], "failures": self.failures[index]}
+            if self.config.flavour == "surefire":
+                observed["flaky_passes"] = self.flaky_passes[index]
+            tests[key] = {**entry, "observed": observed}
+        config = {**asdict(self.config), "start": self.config.start.isoformat()}
+        return {
+            "config": config,
+            "categories": sorted({entry["category"] for entry in tests.values()}),
+            "tests": tests,
+            "infra_outages": self.plan.truth["infra_outages"],
+        }
+
+
+def _zip(docs: list[tuple[str, str]], when: datetime) -> bytes:
+    """A ZIP like upload-artifact makes, with fixed metadata so the bytes are reproducible."""
+    buffer = io.BytesIO()
+    date_time = when.timetuple()[:6]
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, text in docs:
+            info = zipfile.ZipInfo(name, date_time)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.create_system = 3
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, text.encode(), compresslevel=6)
+    return buffer.getvalue()

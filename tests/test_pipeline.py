@@ -1,0 +1,214 @@
+"""End to end on real PostgreSQL, Redis and ``celery worker`` processes.
+
+These tests start workers as separate processes against the test database,
+send work through the job table and the broker, and check the rows that land,
+including after a worker is killed with SIGKILL in the middle of an import.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import redis
+from django.core.management import call_command
+from django.db import connection
+from django.utils import timezone
+
+from flakeguard.jobs import sweep_jobs
+from flakeguard.models import Job, JobState
+from ingest.models import TestCase, TestResult, WorkflowRun
+from ingest.runs import RunFile, RunInfo
+from ingest.services import enqueue_run_import
+from tests.conftest import REPO_ROOT
+from tests.ingest.junit_samples import pytest_report, write, write_zip
+
+pytestmark = [pytest.mark.pipeline, pytest.mark.django_db(transaction=True)]
+
+QUEUES = "runs-ingest,runs-analyze,tests-recompute,polling"
+
+
+def test_database_url() -> str:
+    s = connection.settings_dict
+    return f"postgres://{s['USER']}:{s['PASSWORD'] or ''}@{s['HOST']}:{s['PORT']}/{s['NAME']}"
+
+
+test_database_url.__test__ = False  # type: ignore[attr-defined]
+
+
+def wait_for(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@contextmanager
+def celery_worker(tmp_path: Path, **extra_env: str) -> Iterator[subprocess.Popen]:
+    """A real worker process (prefork, one child) on every queue, in its own process group."""
+    log_path = tmp_path / f"worker-{uuid.uuid4().hex[:8]}.log"
+    env = {**os.environ, "DATABASE_URL": test_database_url(), "LOG_LEVEL": "INFO", **extra_env}
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "celery", "-A", "flakeguard", "worker",
+                "-Q", QUEUES, "-c", "1", "--pool", "prefork", "-l", "INFO",
+                "--without-gossip", "--without-mingle", "--without-heartbeat",
+                "-n", f"test-{uuid.uuid4().hex[:8]}@%h",
+            ],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    try:
+        wait_for(
+            lambda: b"ready." in log_path.read_bytes() or proc.poll() is not None,
+            timeout=60,
+            what="the worker to start",
+        )
+        assert proc.poll() is None, log_path.read_text()
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+@pytest.fixture(autouse=True)
+def clean_broker(redis_url: str) -> None:
+    redis.Redis.from_url(redis_url).flushdb()
+
+
+def make_manifest(tmp_path: Path) -> Path:
+    base = datetime(2026, 9, 1, 12, tzinfo=UTC)
+    lines = []
+    for i, run_id in enumerate((501, 502, 503)):
+        cases = [
+            (f"tests.test_mod{n % 5}", f"test_{n}", "failed" if (n + i) % 9 == 0 else "passed")
+            for n in range(40)
+        ]
+        write_zip(
+            tmp_path / f"{run_id}" / "junit-linux.zip", {"reports/junit.xml": pytest_report(cases)}
+        )
+        write(tmp_path / f"{run_id}" / "macos" / "junit.xml", pytest_report(cases[:30]))
+        files = [{"path": f"{run_id}/junit-linux.zip", "job": "linux"}, f"{run_id}/macos/junit.xml"]
+        if run_id == 503:
+            write(tmp_path / "503" / "broken.xml", b"<testsuite><testcase name='x'")
+            files.append("503/broken.xml")
+        lines.append(
+            {
+                "repo": "acme/shop",
+                "run_id": run_id,
+                "run_attempt": 1,
+                "sha": f"{run_id:040x}",
+                "branch": "main",
+                "event": "push",
+                "started_at": (base + timedelta(hours=i)).isoformat(),
+                "workflow": "ci",
+                "files": files,
+            }
+        )
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    return manifest
+
+
+def run_ingest_command(manifest: Path) -> dict:
+    out = io.StringIO()
+    call_command(
+        "ingest_junit", "--manifest", str(manifest), "--json", stdout=out, stderr=io.StringIO()
+    )
+    return json.loads(out.getvalue())
+
+
+def test_manifest_is_imported_through_the_queue_by_a_real_worker(tmp_path: Path) -> None:
+    manifest = make_manifest(tmp_path)
+
+    with celery_worker(tmp_path):
+        first = run_ingest_command(manifest)
+        second = run_ingest_command(manifest)
+
+    assert first["runs_imported"] == 3 and first["runs_skipped"] == 0
+    assert first["results_stored"] == 3 * (40 + 30)
+    assert first["files_refused"] == [
+        {"path": "503/broken.xml", "error": first["files_refused"][0]["error"]}
+    ]
+    assert (
+        second["runs_imported"] == 0
+        and second["runs_skipped"] == 3
+        and second["results_stored"] == 0
+    )
+    assert WorkflowRun.objects.count() == 3
+    assert TestResult.objects.count() == 210
+    assert TestCase.objects.count() == 40
+    assert set(TestResult.objects.values_list("job", flat=True)) == {"linux", "macos"}
+    assert set(Job.objects.values_list("state", flat=True)) == {JobState.SUCCEEDED}
+
+
+def test_worker_killed_mid_ingest_leaves_the_run_stored_exactly_once(tmp_path: Path) -> None:
+    size = 300_000
+    cases = [
+        (f"tests.test_mod{n % 100}", f"test_{n}", "failed" if n % 13 == 0 else "passed")
+        for n in range(size)
+    ]
+    report = write(tmp_path / "big" / "junit.xml", pytest_report(cases))
+    run = RunInfo(
+        repo="acme/shop", run_id=900, run_attempt=1, sha="f" * 40, branch="main", event="push",
+        workflow="ci", started_at=datetime(2026, 9, 2, tzinfo=UTC),
+    )  # fmt: skip
+    lease = 3
+    with celery_worker(tmp_path, FLAKEGUARD_JOB_LEASE_SECONDS=str(lease)) as first_worker:
+        job, _ = enqueue_run_import(run=run, files=[RunFile(path=report)])
+        wait_for(
+            lambda: Job.objects.get(pk=job.pk).state == JobState.RUNNING,
+            timeout=30,
+            what="the worker to claim the job",
+        )
+        time.sleep(0.5)  # well into parsing and COPY, far from the commit
+        assert Job.objects.get(pk=job.pk).state == JobState.RUNNING
+        os.killpg(first_worker.pid, signal.SIGKILL)
+        first_worker.wait()
+
+    killed = Job.objects.get(pk=job.pk)
+    assert killed.state == JobState.RUNNING and killed.attempts == 1
+    assert WorkflowRun.objects.count() == 0  # the open transaction died with the worker
+    assert TestResult.objects.count() == 0
+
+    with celery_worker(tmp_path, FLAKEGUARD_JOB_LEASE_SECONDS=str(lease)):
+        wait_for(
+            lambda: timezone.now() > Job.objects.get(pk=job.pk).lease_expires_at,
+            timeout=lease + 5,
+            what="the dead worker's lease to expire",
+        )
+        assert sweep_jobs() == 1
+        wait_for(
+            lambda: Job.objects.get(pk=job.pk).state in (JobState.SUCCEEDED, JobState.DEAD),
+            timeout=180,
+            what="the re-dispatched job to finish",
+        )
+
+    done = Job.objects.get(pk=job.pk)
+    assert done.state == JobState.SUCCEEDED, done.last_error
+    assert done.attempts == 2
+    assert WorkflowRun.objects.count() == 1
+    assert TestResult.objects.count() == size
+    assert TestResult.objects.values("test_id").distinct().count() == size

@@ -4,3 +4,8 @@ from django.apps import AppConfig
 class FlakeguardConfig(AppConfig):
     name = "flakeguard"
     verbose_name = "FlakeGuard"
+
+    def ready(self) -> None:
+        # Register the tasks in every process, not only in workers, so that the
+        # embedded default can run them in-process.
+        from flakeguard import tasks  # noqa: F401

@@ -64,6 +64,9 @@ _HARDENED_OPTIONS = {
 _XINCLUDE_NAMESPACES = ("http://www.w3.org/2001/XInclude", "http://www.w3.org/2003/XInclude")
 _LOCATION_SUFFIX = re.compile(r",? line \d+, column \d+\s*$")
 _INF = math.inf
+_MISSING = object()
+# Bounds the per-parse cache of time strings (a few hundred KB at most).
+_TIME_CACHE_SIZE = 4096
 
 
 class Outcome(enum.StrEnum):
@@ -291,6 +294,7 @@ def _parse(stream: BinaryIO, max_chars: int) -> Iterator[TestCaseRecord]:
     context_parent: etree._Element | None = None  # parent of the last testcase seen
     suite_name = label = last_classname = last_file = ""
     checked_doctype = False
+    time_cache: dict[str, float | None] = {}
     pending = iter(chunks)
     while True:
         data = next(pending, None)
@@ -320,15 +324,17 @@ def _parse(stream: BinaryIO, max_chars: int) -> Iterator[TestCaseRecord]:
                         line = int(line)
                     except ValueError:
                         line = None
-                seconds = get("time")
-                if seconds is not None:
-                    try:
-                        seconds = float(seconds)
-                    except ValueError:
-                        seconds = _lenient_seconds(seconds)
-                    else:
-                        if not 0.0 <= seconds < _INF:  # NaN, inf, negative
-                            seconds = None
+                raw_time = get("time")
+                if raw_time is None:
+                    seconds = None
+                else:
+                    # Most reporters write three decimals, so a few thousand
+                    # distinct strings cover a whole file; float() costs more.
+                    seconds = time_cache.get(raw_time, _MISSING)
+                    if seconds is _MISSING:
+                        seconds = _parse_seconds(raw_time)
+                        if len(time_cache) < _TIME_CACHE_SIZE:
+                            time_cache[raw_time] = seconds
                 # Consecutive testcases mostly share classname and file: share the
                 # string objects too (cheaper than sys.intern, same effect in practice).
                 classname = get("classname") or ""
@@ -475,8 +481,18 @@ def _text(elem: etree._Element) -> str:
     return (elem.text or "").strip()
 
 
-def _lenient_seconds(raw: str) -> float | None:
-    """Read times that float() refuses: "1,234.5" (grouping) and "0,25" (decimal comma)."""
+def _parse_seconds(raw: str) -> float | None:
+    """Seconds from a time attribute; None when unusable (empty, NaN, inf, negative).
+
+    Also reads what float() refuses but reporters write: "1,234.5" (grouping)
+    and "0,25" (decimal comma).
+    """
+    try:
+        seconds = float(raw)
+    except ValueError:
+        pass
+    else:
+        return seconds if 0.0 <= seconds < _INF else None
     value = raw.strip()
     if "," in value:
         if "." in value:

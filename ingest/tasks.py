@@ -5,10 +5,10 @@ from __future__ import annotations
 from celery import shared_task
 
 from flakeguard.jobs import run_job
-from flakeguard.queues import Queue
 from ingest import services
 
 
-@shared_task(name="ingest.ingest_run", queue=Queue.RUNS_INGEST.value, ignore_result=True)
+# Routed to runs-ingest by CELERY task_routes (the per-task queue attribute is deprecated).
+@shared_task(name="ingest.ingest_run", ignore_result=True)
 def ingest_run_task(job_id: int) -> None:
     run_job(job_id, services.ingest_run_job)

@@ -351,6 +351,7 @@ def _fill(
     for i in range(count - sum(sizes)):
         sizes[i % len(sizes)] += 1
     cases = []
+    next_line: dict[str, int] = {}  # classes of one module follow each other
     for (area, stem, layer), size in zip(slots, sizes, strict=True):
         area_name, _, nouns = area
         file = f"tests/{layer[0]}test_{area_name}.py"
@@ -363,7 +364,7 @@ def _fill(
         else:
             classname = file[:-3].replace("/", ".") + (f".Test{stem}{layer[3]}" if stem else "")
         seen: set[str] = set()
-        line = rng.randint(12, 40)
+        line = next_line.get(file, 0) + rng.randint(12, 40)
         while len(seen) < size:
             func = f"test_{rng.choice(_VERBS)}_{rng.choice(nouns)}{rng.choice(_SUFFIXES)}"
             if flavour == "surefire":
@@ -382,6 +383,7 @@ def _fill(
                 Case(f"{classname}::{name}", classname, name, file, line, func, bool(stem), median)
             )
             line += rng.randint(6, 30)
+        next_line[file] = line
     return cases
 
 

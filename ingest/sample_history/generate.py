@@ -172,6 +172,7 @@ class _History:
         outage = self.plan.outages.get(run.seq)
         for attempt in (1, 2, 3):
             entries, failed = [], False
+            (self.out_dir / f"runs/{run.run_id}/{attempt}").mkdir(parents=True, exist_ok=True)
             for job in self.config.jobs:
                 path, job_failed = self.write_report(run, attempt, job, started)
                 entries.append({"path": path, "job": job})
@@ -244,7 +245,6 @@ class _History:
             repo=self.config.repo,
         )
         folder = f"runs/{run.run_id}/{attempt}"
-        (self.out_dir / folder).mkdir(parents=True, exist_ok=True)
         if self.config.zip_artifacts:
             path, data = f"{folder}/junit-{job}.zip", _zip(docs, finished)
         else:
@@ -291,7 +291,10 @@ class _History:
 
 
 def _zip(docs: list[tuple[str, str]], when: datetime) -> bytes:
-    """A ZIP like upload-artifact makes, with fixed metadata so the bytes are reproducible."""
+    """A deflated ZIP like an Actions artifact, with fixed metadata so the bytes reproduce.
+
+    Level 3 instead of upload-artifact's 6: almost the same size, under half the time.
+    """
     buffer = io.BytesIO()
     date_time = when.timetuple()[:6]
     with zipfile.ZipFile(buffer, "w") as archive:
@@ -300,5 +303,5 @@ def _zip(docs: list[tuple[str, str]], when: datetime) -> bytes:
             info.compress_type = zipfile.ZIP_DEFLATED
             info.create_system = 3
             info.external_attr = 0o644 << 16
-            archive.writestr(info, text.encode(), compresslevel=6)
+            archive.writestr(info, text.encode(), compresslevel=3)
     return buffer.getvalue()

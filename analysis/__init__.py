@@ -1,0 +1,1 @@
+"""Flakiness scoring and classification, flaky-test and quarantine records, check runs."""

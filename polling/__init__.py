@@ -1,0 +1,1 @@
+"""GitHub client, rate-limit budget, webhooks, Beat-driven polling and backfill."""

@@ -19,6 +19,11 @@ class JobAdmin(admin.ModelAdmin):
     actions = ["retry_selected"]
     ordering = ("-updated_at",)
 
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # Jobs are made by enqueue_job alongside their cause; every field here is
+        # read-only, so the add form could only save a row with no due time.
+        return False
+
     @admin.action(description="Retry selected dead jobs")
     def retry_selected(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
         ids = list(queryset.filter(state=JobState.DEAD).values_list("pk", flat=True))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rest_framework import mixins, serializers, status, viewsets
+from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -32,9 +32,14 @@ class JobSerializer(serializers.ModelSerializer):
 
 
 class JobViewSet(viewsets.ReadOnlyModelViewSet):
-    """Jobs; filter with ``?state=dead`` for the dead-letter queue."""
+    """Jobs; filter with ``?state=dead`` for the dead-letter queue.
+
+    An operator's view, like the job admin: errors carry tracebacks and a
+    retry puts work back on the queues, so it is for staff only.
+    """
 
     serializer_class = JobSerializer
+    permission_classes = [permissions.IsAdminUser]
 
     def get_queryset(self):
         queryset = Job.objects.order_by("-id")
@@ -46,13 +51,15 @@ class JobViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["post"])
     def retry(self, request: Request, pk: str | None = None) -> Response:
         job = self.get_object()
-        if job.state != JobState.DEAD:
+        # retry_jobs re-checks the state under the row lock: a concurrent retry
+        # that got there first makes this one a conflict, not a second success.
+        retried = job.state == JobState.DEAD and retry_jobs([job.pk]) == 1
+        job.refresh_from_db()
+        if not retried:
             return Response(
                 {"detail": f"only dead jobs can be retried; this one is {job.state}"},
                 status=status.HTTP_409_CONFLICT,
             )
-        retry_jobs([job.pk])
-        job.refresh_from_db()
         return Response(JobSerializer(job).data)
 
 

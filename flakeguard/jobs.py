@@ -25,6 +25,7 @@ from typing import Any
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from flakeguard.models import Job, JobKind, JobState
@@ -171,11 +172,16 @@ def run_job(job_id: int, service: JobService) -> None:
     except Exception as exc:
         _finish_dead(job, _describe(exc))
     else:
-        _finish_succeeded(job, result or {})
+        try:
+            _finish_succeeded(job, result or {})
+        except (TypeError, ValueError, DatabaseError) as exc:
+            # A result that cannot be stored must not leave the job RUNNING
+            # until its lease runs out and the work is done again.
+            _finish_dead(job, f"result could not be recorded: {_describe(exc)}")
 
 
 def backoff_seconds(attempts: int, *, rng: random.Random | None = None) -> float:
-    """Exponential backoff with jitter: base * 2^(attempts-1), capped, times 0.5–1.0.
+    """Exponential backoff with jitter: base * 2^(attempts-1), capped, times 0.5 to 1.0.
 
     The jitter spreads retries of jobs that failed together (an outage) so they
     do not come back as one thundering herd.
@@ -236,12 +242,12 @@ def sweep_jobs(*, now: datetime | None = None, limit: int = 500) -> int:
         )
         for job in expired:
             if (
-                job.dispatched_at
-                and job.lease_expires_at
+                job.dispatched_at is not None
+                and job.lease_expires_at is not None
                 and job.dispatched_at > job.lease_expires_at
+                and job.dispatched_at > stale
             ):
-                if job.dispatched_at > stale:
-                    continue  # already resent after the lease ran out
+                continue  # already resent after the lease ran out; give it time
             if job.attempts >= job.max_attempts:
                 _mark_dead(job, "worker lost during the last attempt", now=now)
                 continue
@@ -279,7 +285,7 @@ def _record_transient_failure(job: Job, exc: BaseException) -> None:
         return
     delay = backoff_seconds(job.attempts)
     now = timezone.now()
-    Job.objects.filter(pk=job.pk, state=JobState.RUNNING).update(
+    updated = _held_by(job).update(
         state=JobState.PENDING,
         next_attempt_at=now + timedelta(seconds=delay),
         dispatched_at=None,
@@ -287,6 +293,9 @@ def _record_transient_failure(job: Job, exc: BaseException) -> None:
         last_error=error,
         updated_at=now,
     )
+    if not updated:
+        _log_lost_lease(job, "retry")
+        return
     logger.warning(
         "job %s (%s): attempt %s/%s failed, retry in %.0fs: %s",
         job.pk,
@@ -294,13 +303,14 @@ def _record_transient_failure(job: Job, exc: BaseException) -> None:
         job.attempts,
         job.max_attempts,
         delay,
-        error.splitlines()[0] if error else "",
+        # The stored error is a traceback, whose first line says nothing.
+        f"{type(exc).__name__}: {exc}",
     )
 
 
 def _finish_succeeded(job: Job, result: dict[str, Any]) -> None:
     now = timezone.now()
-    Job.objects.filter(pk=job.pk, state=JobState.RUNNING).update(
+    updated = _held_by(job).update(
         state=JobState.SUCCEEDED,
         result=result,
         lease_expires_at=None,
@@ -308,20 +318,49 @@ def _finish_succeeded(job: Job, result: dict[str, Any]) -> None:
         finished_at=now,
         updated_at=now,
     )
+    if not updated:
+        _log_lost_lease(job, "success")
+        return
     logger.info("job %s (%s) succeeded", job.pk, job.dedup_key)
 
 
 def _finish_dead(job: Job, error: str) -> None:
     now = timezone.now()
-    Job.objects.filter(pk=job.pk, state=JobState.RUNNING).update(
+    updated = _held_by(job).update(
         state=JobState.DEAD,
         lease_expires_at=None,
         last_error=error,
         finished_at=now,
         updated_at=now,
     )
+    if not updated:
+        _log_lost_lease(job, "failure")
+        return
     logger.error(
         "job %s (%s) is dead after %s attempt(s): %s", job.pk, job.dedup_key, job.attempts, error
+    )
+
+
+def _held_by(job: Job) -> QuerySet[Job]:
+    """The job's row, only while it is still in the claim this worker made.
+
+    A worker that stalls past its lease (paused VM, network partition, a lease
+    shorter than the task) has had the job re-dispatched and claimed again,
+    which bumped ``attempts`` and moved ``started_at``. Its late outcome must
+    not overwrite the state of the attempt that now owns the job.
+    """
+    return Job.objects.filter(
+        pk=job.pk, state=JobState.RUNNING, attempts=job.attempts, started_at=job.started_at
+    )
+
+
+def _log_lost_lease(job: Job, outcome: str) -> None:
+    logger.warning(
+        "job %s (%s): attempt %s lost its lease to a later claim; its %s is not recorded",
+        job.pk,
+        job.dedup_key,
+        job.attempts,
+        outcome,
     )
 
 

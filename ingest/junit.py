@@ -34,6 +34,7 @@ __all__ = [
 
 # Suite <property> names that say which CI configuration ran the suite, best first.
 LABEL_PROPERTY_NAMES = ("ci.job", "job", "matrix", "configuration")
+_LABEL_RANK = {name: rank for rank, name in enumerate(LABEL_PROPERTY_NAMES)}
 
 # hostname values that say nothing about the configuration (lower-cased).
 _PLACEHOLDER_HOSTNAMES = frozenset(
@@ -63,6 +64,9 @@ _HARDENED_OPTIONS = {
 }
 _XINCLUDE_NAMESPACES = ("http://www.w3.org/2001/XInclude", "http://www.w3.org/2003/XInclude")
 _LOCATION_SUFFIX = re.compile(r",? line \d+, column \d+\s*$")
+_PREMATURE_END = re.compile(r"Premature end of data in tag (\S+)")
+# Whitespace plus the bytes of UTF-8/UTF-16 byte-order marks and UTF-16 padding.
+_BLANK_BYTES = b" \t\r\n\x00\xef\xbb\xbf\xfe\xff"
 _INF = math.inf
 _MISSING = object()
 # Bounds the per-parse cache of time strings (a few hundred KB at most).
@@ -197,7 +201,9 @@ def _read_prolog(stream: BinaryIO) -> tuple[list[bytes], str]:
                 "and they are the vehicle of entity-expansion and external-entity attacks"
             ) from None
         except etree.XMLSyntaxError as exc:
-            raise _describe_syntax_error(exc, at_end=at_end, head=chunks[0]) from None
+            if all(not chunk.strip(_BLANK_BYTES) for chunk in chunks):
+                raise JUnitError("file is empty (it holds only whitespace)") from exc
+            raise _describe_syntax_error(exc, at_end=at_end, head=chunks[0]) from exc
         if at_end:
             raise JUnitError("not a JUnit report: the file has no root element")
         if total > _MAX_PROLOG_BYTES:
@@ -223,10 +229,12 @@ def _describe_syntax_error(exc: etree.XMLSyntaxError, *, at_end: bool, head: byt
     if code == types.ERR_RESOURCE_LIMIT or "too big" in msg:
         return JUnitError(f"resource limit exceeded at {where} (a value over 10 MB?): {msg}")
     if line <= 1 and column <= 1 and code == types.ERR_DOCUMENT_EMPTY:
-        kind = _binary_kind(head)
-        return JUnitError(f"not XML: {kind}" if kind else f"not XML: {msg} at {where}")
-    if at_end and (msg.startswith("Premature end") or "NOT_FINISHED" in _type_name(code)):
-        return JUnitError(f"truncated XML: the file ends inside an element ({msg} at {where})")
+        kind = _binary_kind(head) or "the file does not start with '<' (line 1, column 1)"
+        return JUnitError(f"not XML: {kind}")
+    if at_end and (premature := _PREMATURE_END.match(msg)):
+        return JUnitError(f"truncated XML: the file ends inside <{premature[1]}> ({where})")
+    if at_end and "NOT_FINISHED" in _type_name(code):
+        return JUnitError(f"truncated XML: the file ends inside a construct ({msg} at {where})")
     if at_end and code in (types.ERR_GT_REQUIRED, types.ERR_LTSLASH_REQUIRED):
         return JUnitError(f"truncated XML: the file ends inside a tag ({msg} at {where})")
     return JUnitError(f"not well-formed XML at {where}: {msg}")
@@ -287,8 +295,6 @@ def _parse(stream: BinaryIO, max_chars: int) -> Iterator[TestCaseRecord]:
         **_HARDENED_OPTIONS,
     )
     feed, read_events, read = parser.feed, parser.read_events, stream.read
-    # The guard's own messages must not be mistaken for the main parser's.
-    etree.clear_error_log()
 
     labels: dict[etree._Element, str] = {}  # open suite -> label from its <properties>
     context_parent: etree._Element | None = None  # parent of the last testcase seen
@@ -310,7 +316,19 @@ def _parse(stream: BinaryIO, max_chars: int) -> Iterator[TestCaseRecord]:
             # Report what was complete before the error, then raise.
             error = exc
 
-        for _, elem in read_events():
+        events = read_events()
+        if not checked_doctype:
+            # Belt and braces behind the prolog guard, checked once before the
+            # first record leaves: the main parser's document must have no DTD.
+            batch = list(events)
+            if batch:
+                checked_doctype = True
+                docinfo = batch[0][1].getroottree().docinfo
+                if docinfo.doctype or docinfo.internalDTD is not None:
+                    raise JUnitError("DOCTYPE declarations are refused")
+            events = iter(batch)
+
+        for _, elem in events:
             tag = elem.tag
             if tag == tc_tag:
                 parent = elem.getparent()
@@ -419,15 +437,8 @@ def _parse(stream: BinaryIO, max_chars: int) -> Iterator[TestCaseRecord]:
                     f"line {elem.sourceline}): a JUnit report never includes other files"
                 )
 
-            if not checked_doctype:
-                # Belt and braces behind the prolog guard: the guard saw no DOCTYPE.
-                checked_doctype = True
-                docinfo = elem.getroottree().docinfo
-                if docinfo.doctype or docinfo.internalDTD is not None:
-                    raise JUnitError("DOCTYPE declarations are refused")
-
         if error is not None:
-            raise _describe_syntax_error(error, at_end=not data, head=chunks[0]) from None
+            raise _describe_syntax_error(error, at_end=not data, head=chunks[0]) from error
         if not data:
             return
 
@@ -459,19 +470,17 @@ def _hostname_label(hostname: str | None) -> str:
 
 
 def _label_from_properties(properties: etree._Element) -> str:
-    found: dict[str, str] = {}
+    # A Surefire suite carries dozens of properties: one dict probe per child
+    # keeps this to the unavoidable cost of reading each name.
+    best, best_rank = "", len(LABEL_PROPERTY_NAMES)
     for prop in properties:
-        key = prop.get("name")
-        if key in LABEL_PROPERTY_NAMES and key not in found:
+        rank = _LABEL_RANK.get(prop.get("name"))  # type: ignore[arg-type]
+        if rank is not None and rank < best_rank:
             value = prop.get("value")
-            if value is None:
-                value = prop.text or ""
+            value = (prop.text if value is None else value) or ""
             if value.strip():
-                found[key] = value.strip()
-    for key in LABEL_PROPERTY_NAMES:
-        if key in found:
-            return found[key]
-    return ""
+                best, best_rank = value.strip(), rank
+    return best
 
 
 def _text(elem: etree._Element) -> str:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import factory
 from django.utils import timezone
 
-from flakeguard.models import Job, JobKind
+from flakeguard.models import Job, JobKind, JobState
 from ingest.models import Repository, WorkflowRun
 
 
@@ -43,3 +43,25 @@ class JobFactory(factory.django.DjangoModelFactory):
     next_attempt_at = factory.LazyFunction(timezone.now)
     dispatched_at = factory.LazyFunction(timezone.now)
     max_attempts = 3
+
+    class Params:
+        # A worker holds it: claimed once, lease still running.
+        running = factory.Trait(
+            state=JobState.RUNNING,
+            attempts=1,
+            started_at=factory.LazyFunction(timezone.now),
+            lease_expires_at=factory.LazyFunction(lambda: timezone.now() + timedelta(minutes=35)),
+        )
+        # In the dead-letter queue after using up its attempts.
+        dead = factory.Trait(
+            state=JobState.DEAD,
+            attempts=3,
+            last_error="TransientJobError: upstream kept timing out",
+            finished_at=factory.LazyFunction(timezone.now),
+        )
+        succeeded = factory.Trait(
+            state=JobState.SUCCEEDED,
+            attempts=1,
+            result=factory.LazyFunction(lambda: {"results_stored": 1}),
+            finished_at=factory.LazyFunction(timezone.now),
+        )

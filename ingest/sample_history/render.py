@@ -193,7 +193,8 @@ class SurefireWriter(Writer):
         message = profile.java_message.format_map(values)
         attrs = f"message={quoteattr(message)} type={quoteattr(profile.java_type)}"
         trace = self._trace(case, profile, message)
-        nested = f"      <stackTrace><![CDATA[{trace}\n]]></stackTrace>\n"
+        cdata = trace.replace("]]>", "]]]]><![CDATA[>")
+        nested = f"      <stackTrace><![CDATA[{cdata}\n]]></stackTrace>\n"
         out = [f'{self.attrs[index]}"{failed.duration:.3f}">\n']
         if failed.passed_on_rerun:
             flaky = "flakyError" if failed.element == "error" else "flakyFailure"

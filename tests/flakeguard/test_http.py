@@ -1,0 +1,84 @@
+"""The small HTTP surface operators and tools rely on: health, metrics, API schema."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A loopback port that refuses connections: bound by us, never listening."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    yield sock.getsockname()[1]
+    sock.close()
+
+
+def test_liveness_answers_without_touching_the_database(client):
+    # No django_db mark: any query here would fail the test.
+    response = client.get("/health/live")
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"status": "ok"}
+
+
+@pytest.mark.django_db
+def test_readiness_is_ok_when_database_and_broker_answer(client, redis_url, settings):
+    settings.REDIS_URL = redis_url
+
+    response = client.get("/health/ready")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "checks": {"database": "ok", "broker": "ok"}}
+
+
+@pytest.mark.django_db
+def test_readiness_is_503_when_the_broker_is_unreachable(client, settings, closed_port):
+    settings.REDIS_URL = f"redis://127.0.0.1:{closed_port}/0"
+
+    response = client.get("/health/ready")
+
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "unavailable"
+    assert body["checks"]["database"] == "ok"
+    assert body["checks"]["broker"].startswith("error: ")
+
+
+@pytest.mark.django_db  # the job-table collector reads the database on each scrape
+def test_metrics_serve_prometheus_text(client):
+    client.get("/health/live")  # one request through the middleware to count
+
+    response = client.get("/metrics")
+
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/plain")
+    text = response.content.decode()
+    assert "# TYPE django_http_requests_before_middlewares_total counter" in text
+    assert "django_http_requests_total_by_method_total" in text
+
+
+@pytest.mark.django_db
+def test_openapi_schema_describes_the_jobs_api(client):
+    response = client.get("/api/v1/schema/", {"format": "json"})
+
+    assert response.status_code == 200
+    schema = response.json()
+    assert schema["openapi"].startswith("3.")
+    assert schema["info"]["title"] == "FlakeGuard API"
+    assert "/api/v1/jobs/" in schema["paths"]
+    assert "post" in schema["paths"]["/api/v1/jobs/{id}/retry/"]
+
+
+@pytest.mark.django_db
+def test_openapi_schema_is_served_as_yaml_by_default(client):
+    response = client.get("/api/v1/schema/")
+
+    assert response.status_code == 200
+    text = response.content.decode()
+    assert text.startswith("openapi: 3.")
+    assert "/api/v1/jobs/:" in text

@@ -1,0 +1,20 @@
+"""Job-table metrics on /metrics."""
+
+from __future__ import annotations
+
+import pytest
+
+from flakeguard.models import JobState
+from tests.factories import JobFactory
+
+
+@pytest.mark.django_db
+def test_metrics_report_jobs_by_kind_and_state(client) -> None:
+    JobFactory.create_batch(2, state=JobState.DEAD)
+    JobFactory(state=JobState.PENDING)
+
+    body = client.get("/metrics").content.decode()
+
+    assert 'flakeguard_jobs{kind="ingest_run",state="dead"} 2.0' in body
+    assert 'flakeguard_jobs{kind="ingest_run",state="pending"} 1.0' in body
+    assert 'flakeguard_oldest_pending_job_age_seconds{kind="ingest_run"}' in body

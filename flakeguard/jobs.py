@@ -14,6 +14,7 @@ a broken network or a busy database may. DEAD jobs wait for an operator.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import traceback
@@ -173,11 +174,13 @@ def run_job(job_id: int, service: JobService) -> None:
         _finish_dead(job, _describe(exc))
     else:
         try:
-            _finish_succeeded(job, result or {})
-        except (TypeError, ValueError, DatabaseError) as exc:
+            json.dumps(result or {})
+        except (TypeError, ValueError) as exc:
             # A result that cannot be stored must not leave the job RUNNING
             # until its lease runs out and the work is done again.
             _finish_dead(job, f"result could not be recorded: {_describe(exc)}")
+        else:
+            _finish_succeeded(job, result or {})
 
 
 def backoff_seconds(attempts: int, *, rng: random.Random | None = None) -> float:

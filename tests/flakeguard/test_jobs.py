@@ -368,6 +368,17 @@ def test_service_returning_none_succeeds_with_an_empty_result():
 
 
 @pytest.mark.django_db
+def test_result_that_cannot_be_stored_marks_the_job_dead_instead_of_leaving_it_running():
+    job = JobFactory()
+
+    run_job(job.pk, lambda claimed: {"when": object()})
+
+    job.refresh_from_db()
+    assert job.state == JobState.DEAD
+    assert "result could not be recorded" in job.last_error
+
+
+@pytest.mark.django_db
 def test_running_a_job_twice_runs_the_service_once():
     job = JobFactory()
     calls: list[int] = []

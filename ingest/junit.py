@@ -45,6 +45,15 @@ _PLACEHOLDER_HOSTNAMES = frozenset(
 # 64 KiB reads measured fastest: bigger chunks make lxml build more of the tree
 # ahead of us (worse cache locality, more memory); smaller ones cost Python calls.
 _READ_CHUNK = 64 * 1024
+# What may pile up between two testcases (or suites) ending before the file is
+# refused: elements lxml keeps (~130 bytes each, so 200k are ~26 MB) and bytes
+# (text nodes are capped at 10 MB each by libxml2, but not their number). Real
+# reports end a testcase every few tags; these only stop hostile floods.
+_MAX_PENDING_ELEMENTS = 200_000
+_MAX_PENDING_BYTES = 32 * 1024 * 1024
+# Before the first event there is no tree handle to count elements exactly, so
+# the '<' count (an upper bound: CDATA may hold '<' too) gets more slack.
+_MAX_TAGS_BEFORE_FIRST_EVENT = 500_000
 # The root start tag must appear within this many bytes, so that a file that is
 # one giant comment cannot make us buffer it whole while looking for the root.
 _MAX_PROLOG_BYTES = 1024 * 1024
@@ -299,7 +308,9 @@ def _parse(stream: BinaryIO, max_chars: int) -> Iterator[TestCaseRecord]:
     labels: dict[etree._Element, str] = {}  # open suite -> label from its <properties>
     context_parent: etree._Element | None = None  # parent of the last testcase seen
     suite_name = label = last_classname = last_file = ""
-    checked_doctype = False
+    nested = False  # the last testcase's parent sits inside another testcase
+    root: etree._Element | None = None
+    pending_tags = pending_bytes = 0
     time_cache: dict[str, float | None] = {}
     pending = iter(chunks)
     while True:
@@ -317,24 +328,28 @@ def _parse(stream: BinaryIO, max_chars: int) -> Iterator[TestCaseRecord]:
             error = exc
 
         events = read_events()
-        if not checked_doctype:
-            # Belt and braces behind the prolog guard, checked once before the
-            # first record leaves: the main parser's document must have no DTD.
+        if root is None:
             batch = list(events)
             if batch:
-                checked_doctype = True
-                docinfo = batch[0][1].getroottree().docinfo
-                if docinfo.doctype or docinfo.internalDTD is not None:
+                tree = batch[0][1].getroottree()
+                root = tree.getroot()
+                # Belt and braces behind the prolog guard, checked before the
+                # first record leaves: the main parser's document has no DTD.
+                if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:
                     raise JUnitError("DOCTYPE declarations are refused")
             events = iter(batch)
 
+        progressed = False
         for _, elem in events:
             tag = elem.tag
             if tag == tc_tag:
                 parent = elem.getparent()
                 if parent is not context_parent:
                     context_parent = parent
-                    suite_name, label = _suite_context(parent, ts_tag, labels)
+                    suite_name, label, nested = _suite_context(parent, ts_tag, tc_tag, labels)
+                # Testcases inside a testcase do not count as progress: their
+                # container cannot be pruned until it ends.
+                progressed = progressed or not nested
                 get = elem.get
                 line = get("line")
                 if line is not None:
@@ -406,22 +421,12 @@ def _parse(stream: BinaryIO, max_chars: int) -> Iterator[TestCaseRecord]:
                         rec = record(suite_name, classname, name, file, line, seconds, passed,
                                      False, False, False, "", "", "", flaky, reruns, label)  # fmt: skip
 
-                # Unlinking the previous testcase (and any <properties> or
-                # <system-out> before it) frees its whole subtree, so clearing it
-                # first would be wasted work; this one goes when the next one
-                # arrives or when its suite ends and is cleared.
-                while elem.getprevious() is not None:
-                    del parent[0]
                 yield rec
 
             elif tag == ts_tag:
                 labels.pop(elem, None)
                 context_parent = None
-                elem.clear(keep_tail=True)
-                parent = elem.getparent()
-                if parent is not None:
-                    while elem.getprevious() is not None:
-                        del parent[0]
+                progressed = progressed or not _suite_context(elem, ts_tag, tc_tag, labels)[2]
 
             elif tag == props_tag:
                 parent = elem.getparent()
@@ -441,25 +446,78 @@ def _parse(stream: BinaryIO, max_chars: int) -> Iterator[TestCaseRecord]:
             raise _describe_syntax_error(error, at_end=not data, head=chunks[0]) from error
         if not data:
             return
+        # Memory bound, part 1: whatever we have reported on goes, in one C-level
+        # slice delete per level, instead of clear() and unlink per element.
+        if root is not None:
+            _prune(root, tc_tag, props_tag)
+        # Part 2: what we get no event for (an open testcase, junk elements,
+        # text) cannot pile up unseen. Only chunks without progress are charged.
+        if progressed:
+            pending_tags = pending_bytes = 0
+        else:
+            pending_bytes += len(data)
+            # Every element costs a '<' (in UTF-16 too): a cheap upper bound.
+            pending_tags += data.count(b"<")
+            if pending_bytes > _MAX_PENDING_BYTES:
+                raise _flood_error(f"{_MAX_PENDING_BYTES // (1024 * 1024)} MB")
+            if root is None:
+                if pending_tags > _MAX_TAGS_BEFORE_FIRST_EVENT:
+                    raise _flood_error(f"{_MAX_TAGS_BEFORE_FIRST_EVENT:,} tags")
+            elif pending_tags > _MAX_PENDING_ELEMENTS:
+                # The '<' count overcounts CDATA; count what lxml really holds.
+                pending_tags = sum(1 for _ in root.iter())
+                if pending_tags > _MAX_PENDING_ELEMENTS:
+                    raise _flood_error(f"{_MAX_PENDING_ELEMENTS:,} elements")
+
+
+def _flood_error(amount: str) -> JUnitError:
+    return JUnitError(
+        f"refused to bound memory: over {amount} of XML without a <testcase> or "
+        "<testsuite> ending (not a JUnit report, or a testcase far too large)"
+    )
+
+
+def _prune(root: etree._Element, tc_tag: str, props_tag: str) -> None:
+    """Unlink every finished element that events have already been handled for.
+
+    Only the last child at each level can still be open, so along the chain of
+    last children everything before it is finished and reported. A <testcase>
+    or <properties> keeps its children: its own end event still needs them.
+    """
+    node = root
+    while True:
+        count = len(node)
+        if count == 0:
+            return
+        if count > 1:
+            del node[: count - 1]
+        node = node[0]
+        if node.tag == tc_tag or node.tag == props_tag:
+            return
 
 
 def _suite_context(
-    parent: etree._Element | None, ts_tag: str, labels: dict[etree._Element, str]
-) -> tuple[str, str]:
-    """Name of the innermost enclosing suite, and the innermost label found going outward."""
+    parent: etree._Element | None, ts_tag: str, tc_tag: str, labels: dict[etree._Element, str]
+) -> tuple[str, str, bool]:
+    """Innermost enclosing suite's name, innermost label going outward, and
+    whether ``parent`` is itself a testcase or inside one."""
     name: str | None = None
     label = ""
+    nested = False
     node = parent
     while node is not None:
-        if node.tag == ts_tag:
+        tag = node.tag
+        if tag == ts_tag:
             if name is None:
                 name = node.get("name") or ""
             if not label:
                 label = labels.get(node) or _hostname_label(node.get("hostname"))
+        elif tag == tc_tag:
+            nested = True
         elif not label and node in labels:  # a <testsuites> root with properties
             label = labels[node]
         node = node.getparent()
-    return sys.intern(name or ""), label
+    return sys.intern(name or ""), label, nested
 
 
 def _hostname_label(hostname: str | None) -> str:

@@ -60,14 +60,14 @@ class Writer:
         self.passing: list[list[str]] = []
         for index, case in enumerate(cases):
             if index in skipped:
-                self.passing.append([self._skipped(case, skipped[index])] * DURATION_VARIANTS)
+                self.passing.append([self._skipped(index, skipped[index])] * DURATION_VARIANTS)
             else:
-                self.passing.append([self._passed(case, t) for t in jitter(rng, case.median)])
+                self.passing.append([self._passed(index, t) for t in jitter(rng, case.median)])
 
-    def _passed(self, case: Case, seconds: float) -> str:
+    def _passed(self, index: int, seconds: float) -> str:
         raise NotImplementedError
 
-    def _skipped(self, case: Case, reason: str) -> str:
+    def _skipped(self, index: int, reason: str) -> str:
         raise NotImplementedError
 
     def failed(self, index: int, failed: Failed) -> str:
@@ -94,12 +94,13 @@ class PytestWriter(Writer):
         ]
         super().__init__(cases, skipped, rng)
 
-    def _passed(self, case: Case, seconds: float) -> str:
-        return f'{self.attrs[len(self.passing)]}"{seconds:.3f}" />'
+    def _passed(self, index: int, seconds: float) -> str:
+        return f'{self.attrs[index]}"{seconds:.3f}" />'
 
-    def _skipped(self, case: Case, reason: str) -> str:
+    def _skipped(self, index: int, reason: str) -> str:
+        case = self.cases[index]
         return (
-            f'{self.attrs[len(self.passing)]}"0.000"><skipped type="pytest.skip" '
+            f'{self.attrs[index]}"0.000"><skipped type="pytest.skip" '
             f"message={quoteattr(reason)}>{escape(f'{case.file}:{case.line}: {reason}')}"
             "</skipped></testcase>"
         )
@@ -163,13 +164,12 @@ class SurefireWriter(Writer):
         ]
         super().__init__(cases, skipped, rng)
 
-    def _passed(self, case: Case, seconds: float) -> str:
-        return f'{self.attrs[len(self.passing)]}"{seconds:.3f}"/>\n'
+    def _passed(self, index: int, seconds: float) -> str:
+        return f'{self.attrs[index]}"{seconds:.3f}"/>\n'
 
-    def _skipped(self, case: Case, reason: str) -> str:
+    def _skipped(self, index: int, reason: str) -> str:
         return (
-            f'{self.attrs[len(self.passing)]}"0">\n'
-            f"    <skipped message={quoteattr(reason)}/>\n  </testcase>\n"
+            f'{self.attrs[index]}"0">\n    <skipped message={quoteattr(reason)}/>\n  </testcase>\n'
         )
 
     def _trace(self, case: Case, profile: FailureProfile, message: str) -> str:

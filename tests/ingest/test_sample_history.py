@@ -377,7 +377,7 @@ def test_failures_carry_realistic_messages_and_tracebacks(small: GeneratedHistor
     for line in _manifest(small):
         for entry in line["files"]:
             for _, data in _documents(root / entry["path"]):
-                texts += [f for f in ElementTree.fromstring(data).iter("failure")]
+                texts.extend(ElementTree.fromstring(data).iter("failure"))
     messages = {failure.get("message").split(":")[0] for failure in texts}
 
     assert texts

@@ -9,6 +9,7 @@ demo repository so the timing is always of a full import.
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from pathlib import Path
@@ -40,6 +41,10 @@ class Command(BaseCommand):
         parser.add_argument("--tests", type=int, default=HistoryConfig.tests)
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["verbosity"] < 2:
+            # One line per job would drown the progress bar; -v 2 brings them back.
+            for name in ("flakeguard", "ingest"):
+                logging.getLogger(name).setLevel(logging.WARNING)
         config = HistoryConfig(runs=options["runs"], tests=options["tests"])
         out_dir: Path = (
             options["dir"] / f"{config.repo.replace('/', '__')}-{config.runs}x{config.tests}"

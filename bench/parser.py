@@ -35,10 +35,13 @@ _WRITE_CHUNK = 8 * MB
 # so two runs produce byte-identical files.
 # ---------------------------------------------------------------------------
 
-_PY_TRACEBACK = "".join(
-    f"tests/pkg/test_module.py:{40 + i}: in helper_{i}\n    result = compute(value_{i})\n"
-    for i in range(12)
-) + "E   AssertionError: assert 41 == 42\nE    +  where 41 = compute(7)\n"
+_PY_TRACEBACK = (
+    "".join(
+        f"tests/pkg/test_module.py:{40 + i}: in helper_{i}\n    result = compute(value_{i})\n"
+        for i in range(12)
+    )
+    + "E   AssertionError: assert 41 == 42\nE    +  where 41 = compute(7)\n"
+)
 
 _JAVA_STACK = "".join(
     f"\tat org.example.service.Layer{i}.invoke(Layer{i}.java:{100 + i})\n" for i in range(40)
@@ -124,7 +127,7 @@ def _pytest_cases() -> Iterator[str]:
         elif kind < 5:
             yield (
                 f"    <testcase {attrs}>\n"
-                f'      <error message="failed on setup with &quot;fixture \'db_{i}\' not found&quot;">'
+                f"      <error message=\"failed on setup with &quot;fixture 'db_{i}' not found&quot;\">"
                 f"{_PY_TRACEBACK}</error>\n    </testcase>\n"
             )
         elif kind < 10:
@@ -152,7 +155,9 @@ def generate_pytest(path: Path, target_bytes: int) -> int:
         '  <testsuite name="pytest" errors="0" failures="0" skipped="0" tests="0" time="1.0" '
         'timestamp="2024-05-01T10:00:00.000000" hostname="runner-42">\n'
     )
-    return _write_chunked(path, target_bytes, head, _pytest_cases(), "  </testsuite>\n</testsuites>\n")
+    return _write_chunked(
+        path, target_bytes, head, _pytest_cases(), "  </testsuite>\n</testsuites>\n"
+    )
 
 
 def _surefire_suites() -> Iterator[str]:
@@ -171,7 +176,7 @@ def _surefire_suites() -> Iterator[str]:
                     f'{case}>\n      <failure message="expected: &lt;{t}&gt; but was: &lt;{s}&gt;" '
                     f'type="org.opentest4j.AssertionFailedError"><![CDATA[org.opentest4j.'
                     f"AssertionFailedError: expected: <{t}> but was: <{s}>\n{_JAVA_STACK}]]>"
-                    f"</failure>\n      <rerunFailure message=\"still failing\" type=\"java.lang."
+                    f'</failure>\n      <rerunFailure message="still failing" type="java.lang.'
                     f'AssertionError">\n        <stackTrace>{_JAVA_STACK}</stackTrace>\n'
                     f"      </rerunFailure>\n"
                     f"      <system-out>retrying {cls}.test{t}\n</system-out>\n    </testcase>\n"

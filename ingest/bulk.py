@@ -7,7 +7,7 @@ for identities and one prepared multi-row insert for results. Callers never test
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 
 from django.db import connection
@@ -143,30 +143,85 @@ def upsert_test_identities(
     return found
 
 
-def write_results(rows: Iterable[ResultRow]) -> int:
-    """Append result rows: binary COPY on PostgreSQL, executemany elsewhere."""
-    if is_postgresql():
+_COPY_TYPES = ["int8", "int8", "text", "float8", "text", "int2", "int2", "text", "text"]
+
+
+class ResultSink:
+    """Appends result rows; on PostgreSQL through one binary COPY kept open across batches.
+
+    Keeping the COPY open lets the server index rows on the other core while
+    this process parses the next batch, and a writer thread sends the data so
+    parsing never blocks on the socket. ``pause()`` ends the COPY when another
+    statement must run on the connection (an identity upsert); the next
+    ``write`` opens a new one. Leaving the ``with`` block on an exception
+    aborts the COPY, and the caller's savepoint takes the rows back.
+    """
+
+    def __init__(self) -> None:
+        self._postgresql = is_postgresql()
+        self._cursor = None
+        self._context = None
+        self._copy = None
+
+    def __enter__(self) -> ResultSink:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._end(exc)
+
+    def write(self, rows: list[ResultRow]) -> int:
+        if not self._postgresql:
+            return _insert_rows(rows)
+        if self._copy is None:
+            self._begin()
+        write_row = self._copy.write_row
+        for row in rows:
+            write_row(row)
+        return len(rows)
+
+    def pause(self) -> None:
+        self._end(None)
+
+    def _begin(self) -> None:
+        from psycopg.copy import QueuedLibpqWriter
+
         table = TestResult._meta.db_table
-        count = 0
-        with connection.cursor() as cursor:
-            raw = cursor.cursor  # the psycopg 3 cursor under Django's wrapper
-            with raw.copy(
-                f"COPY {table} ({', '.join(RESULT_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
-            ) as copy:
-                copy.set_types(
-                    ["int8", "int8", "text", "float8", "text", "int2", "int2", "text", "text"]
-                )
-                for row in rows:
-                    copy.write_row(row)
-                    count += 1
-        return count
+        self._cursor = connection.cursor()
+        raw = self._cursor.cursor  # the psycopg 3 cursor under Django's wrapper
+        self._context = raw.copy(
+            f"COPY {table} ({', '.join(RESULT_COLUMNS)}) FROM STDIN (FORMAT BINARY)",
+            writer=QueuedLibpqWriter(raw),
+        )
+        self._copy = self._context.__enter__()
+        self._copy.set_types(_COPY_TYPES)
+
+    def _end(self, exc: BaseException | None) -> None:
+        if self._context is None:
+            return
+        context, cursor = self._context, self._cursor
+        self._context = self._copy = self._cursor = None
+        try:
+            if exc is None:
+                context.__exit__(None, None, None)
+            else:
+                context.__exit__(type(exc), exc, exc.__traceback__)
+        finally:
+            cursor.close()
+
+
+def write_results(rows: list[ResultRow]) -> int:
+    """Append result rows in one go: binary COPY on PostgreSQL, executemany elsewhere."""
+    with ResultSink() as sink:
+        return sink.write(rows)
+
+
+def _insert_rows(rows: list[ResultRow]) -> int:
     # One prepared statement over all rows: the ORM's per-object bulk_create
     # spends most of its time building model instances we never use.
     table = TestResult._meta.db_table
     placeholders = ", ".join(["%s"] * len(RESULT_COLUMNS))
-    batch = list(rows)
     with connection.cursor() as cursor:
         cursor.executemany(
-            f"INSERT INTO {table} ({', '.join(RESULT_COLUMNS)}) VALUES ({placeholders})", batch
+            f"INSERT INTO {table} ({', '.join(RESULT_COLUMNS)}) VALUES ({placeholders})", rows
         )
-    return len(batch)
+    return len(rows)

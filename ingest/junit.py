@@ -4,10 +4,12 @@ This module turns one JUnit/xUnit report (pytest, Surefire, jest, mocha, go, .NE
 Bazel, PHPUnit and friends) into a stream of ``TestCaseRecord``s, one per
 ``<testcase>`` wherever it sits, and into per-file counts. It is responsible for
 refusing anything that is not a readable JUnit report with a ``JUnitError`` whose
-message a user can act on, for never loading a DTD, entity, XInclude or anything
-else from the file system or network, and for keeping memory bounded whatever the
-file size: lxml builds at most the current ``<testcase>`` plus what one read
-chunk holds, and everything already reported is cleared and unlinked.
+message a user can act on; for never loading a DTD, entity, XInclude or anything
+else from the file system or network (every DOCTYPE is refused before libxml2
+reads its internal subset); and for keeping memory bounded whatever the file
+size: lxml holds the open ``<testcase>`` plus at most one 64 KiB read's worth of
+tree, because everything already reported is unlinked after each read, and
+hostile floods of elements or text are refused once they pass fixed budgets.
 """
 
 from __future__ import annotations
@@ -72,6 +74,12 @@ _HARDENED_OPTIONS = {
     "remove_pis": True,
 }
 _XINCLUDE_NAMESPACES = ("http://www.w3.org/2001/XInclude", "http://www.w3.org/2003/XInclude")
+# libxml2 errors that, raised at end of input, mean the file was cut short.
+_UNFINISHED_CODES = frozenset(
+    getattr(etree.ErrorTypes, name)
+    for name in dir(etree.ErrorTypes)
+    if name.endswith("_NOT_FINISHED") or name in ("ERR_GT_REQUIRED", "ERR_LTSLASH_REQUIRED")
+)
 _LOCATION_SUFFIX = re.compile(r",? line \d+, column \d+\s*$")
 _PREMATURE_END = re.compile(r"Premature end of data in tag (\S+)")
 # Whitespace plus the bytes of UTF-8/UTF-16 byte-order marks and UTF-16 padding.
@@ -95,6 +103,9 @@ class JUnitError(ValueError):
 
 @dataclass(slots=True)
 class TestCaseRecord:
+    """One <testcase>. The parser builds these positionally (it is the hot path):
+    keep the field order in step with ``_parse``."""
+
     __test__ = False  # not a pytest test class, despite the name
 
     suite: str
@@ -211,8 +222,8 @@ def _read_prolog(stream: BinaryIO) -> tuple[list[bytes], str]:
             ) from None
         except etree.XMLSyntaxError as exc:
             if all(not chunk.strip(_BLANK_BYTES) for chunk in chunks):
-                raise JUnitError("file is empty (it holds only whitespace)") from exc
-            raise _describe_syntax_error(exc, at_end=at_end, head=chunks[0]) from exc
+                raise JUnitError("file is empty (only whitespace or NUL bytes)") from exc
+            raise _describe_syntax_error(exc, at_end=at_end, head=chunks[0][:8]) from exc
         if at_end:
             raise JUnitError("not a JUnit report: the file has no root element")
         if total > _MAX_PROLOG_BYTES:
@@ -237,23 +248,16 @@ def _describe_syntax_error(exc: etree.XMLSyntaxError, *, at_end: bool, head: byt
         return JUnitError(f"elements are nested too deeply (more than 256 levels) at {where}")
     if code == types.ERR_RESOURCE_LIMIT or "too big" in msg:
         return JUnitError(f"resource limit exceeded at {where} (a value over 10 MB?): {msg}")
+    if at_end and code == types.ERR_DOCUMENT_EMPTY:
+        return JUnitError(f"not a JUnit report: the file has no root element ({where})")
     if line <= 1 and column <= 1 and code == types.ERR_DOCUMENT_EMPTY:
         kind = _binary_kind(head) or "the file does not start with '<' (line 1, column 1)"
         return JUnitError(f"not XML: {kind}")
     if at_end and (premature := _PREMATURE_END.match(msg)):
         return JUnitError(f"truncated XML: the file ends inside <{premature[1]}> ({where})")
-    if at_end and "NOT_FINISHED" in _type_name(code):
-        return JUnitError(f"truncated XML: the file ends inside a construct ({msg} at {where})")
-    if at_end and code in (types.ERR_GT_REQUIRED, types.ERR_LTSLASH_REQUIRED):
-        return JUnitError(f"truncated XML: the file ends inside a tag ({msg} at {where})")
+    if at_end and code in _UNFINISHED_CODES:
+        return JUnitError(f"truncated XML: the file ends too early ({msg} at {where})")
     return JUnitError(f"not well-formed XML at {where}: {msg}")
-
-
-def _type_name(code: int) -> str:
-    for name in dir(etree.ErrorTypes):
-        if getattr(etree.ErrorTypes, name) == code:
-            return name
-    return ""
 
 
 def _binary_kind(head: bytes) -> str:
@@ -275,6 +279,7 @@ def _binary_kind(head: bytes) -> str:
 
 def _parse(stream: BinaryIO, max_chars: int) -> Iterator[TestCaseRecord]:
     chunks, root_tag = _read_prolog(stream)
+    head = chunks[0][:8]  # for error messages; the chunks go once replayed
     ns = root_tag[: root_tag.index("}") + 1] if root_tag.startswith("{") else ""
     local_root = root_tag[len(ns) :]
     if local_root not in ("testsuites", "testsuite"):
@@ -313,6 +318,7 @@ def _parse(stream: BinaryIO, max_chars: int) -> Iterator[TestCaseRecord]:
     pending_tags = pending_bytes = 0
     time_cache: dict[str, float | None] = {}
     pending = iter(chunks)
+    del chunks
     while True:
         data = next(pending, None)
         if data is None:
@@ -426,7 +432,7 @@ def _parse(stream: BinaryIO, max_chars: int) -> Iterator[TestCaseRecord]:
             elif tag == ts_tag:
                 labels.pop(elem, None)
                 context_parent = None
-                progressed = progressed or not _suite_context(elem, ts_tag, tc_tag, labels)[2]
+                progressed = progressed or not _inside_testcase(elem, tc_tag)
 
             elif tag == props_tag:
                 parent = elem.getparent()
@@ -443,7 +449,7 @@ def _parse(stream: BinaryIO, max_chars: int) -> Iterator[TestCaseRecord]:
                 )
 
         if error is not None:
-            raise _describe_syntax_error(error, at_end=not data, head=chunks[0]) from error
+            raise _describe_syntax_error(error, at_end=not data, head=head) from error
         if not data:
             return
         # Memory bound, part 1: whatever we have reported on goes, in one C-level
@@ -496,6 +502,15 @@ def _prune(root: etree._Element, tc_tag: str, props_tag: str) -> None:
             return
 
 
+def _inside_testcase(elem: etree._Element, tc_tag: str) -> bool:
+    node = elem.getparent()
+    while node is not None:
+        if node.tag == tc_tag:
+            return True
+        node = node.getparent()
+    return False
+
+
 def _suite_context(
     parent: etree._Element | None, ts_tag: str, tc_tag: str, labels: dict[etree._Element, str]
 ) -> tuple[str, str, bool]:
@@ -538,6 +553,8 @@ def _label_from_properties(properties: etree._Element) -> str:
             value = (prop.text if value is None else value) or ""
             if value.strip():
                 best, best_rank = value.strip(), rank
+                if rank == 0:
+                    break
     return best
 
 

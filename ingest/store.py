@@ -195,13 +195,14 @@ class _ResultWriter:
         """Parse one report and write its results; raises JUnitError if unreadable."""
         batch: list[TestCaseRecord] = []
         written = 0
-        for record in iter_test_cases(stream, max_message_chars=self.max_message):
-            batch.append(record)
-            if len(batch) >= self.batch_size:
-                written += self._flush(batch, label, fallback_label)
-                batch = []
-        if batch:
-            written += self._flush(batch, label, fallback_label)
+        with bulk.ResultSink() as sink:
+            for record in iter_test_cases(stream, max_message_chars=self.max_message):
+                batch.append(record)
+                if len(batch) >= self.batch_size:
+                    written += self._flush(batch, label, fallback_label, sink)
+                    batch = []
+            if batch:
+                written += self._flush(batch, label, fallback_label, sink)
         return written
 
     def mark(self) -> int:
@@ -219,8 +220,10 @@ class _ResultWriter:
         for (classname, file, name), pk in self.txn_identities.items():
             _PROCESS_IDENTITIES[(repo, classname, file, name)] = pk
 
-    def _flush(self, batch: list[TestCaseRecord], label: str, fallback_label: str) -> int:
-        test_ids = self._map_identities(batch)
+    def _flush(
+        self, batch: list[TestCaseRecord], label: str, fallback_label: str, sink: bulk.ResultSink
+    ) -> int:
+        test_ids = self._map_identities(batch, sink)
         run_pk = self.run_pk
         rows = []
         for record, test_id in zip(batch, test_ids, strict=True):
@@ -244,9 +247,9 @@ class _ResultWriter:
                     fingerprint,
                 )
             )
-        return bulk.write_results(rows)
+        return sink.write(rows)
 
-    def _map_identities(self, batch: list[TestCaseRecord]) -> list[int]:
+    def _map_identities(self, batch: list[TestCaseRecord], sink: bulk.ResultSink) -> list[int]:
         repo = self.repository_id
         txn = self.txn_identities
         process = _PROCESS_IDENTITIES
@@ -261,6 +264,7 @@ class _ResultWriter:
                 continue
             missing[key] = test_identity(record.classname, record.file, record.name)
         if missing:
+            sink.pause()  # the upsert needs the connection the COPY holds
             found = bulk.upsert_test_identities(repo, list(set(missing.values())))
             for key, identity in missing.items():
                 txn[key] = found[identity[0]]

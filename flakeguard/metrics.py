@@ -29,7 +29,9 @@ class JobTableCollector(Collector):
         from flakeguard.models import Job, JobState
 
         jobs = GaugeMetricFamily(
-            "flakeguard_jobs", "Jobs in the durable job table by kind and state", labels=["kind", "state"]
+            "flakeguard_jobs",
+            "Jobs in the durable job table by kind and state",
+            labels=["kind", "state"],
         )
         oldest = GaugeMetricFamily(
             "flakeguard_oldest_pending_job_age_seconds",

@@ -143,15 +143,16 @@ def upsert_test_identities(
     return found
 
 
+_COPY_FLUSH_BYTES = 64 * 1024
 _COPY_TYPES = ["int8", "int8", "text", "float8", "text", "int2", "int2", "text", "text"]
 
 
 class ResultSink:
     """Appends result rows; on PostgreSQL through one binary COPY kept open across batches.
 
-    Keeping the COPY open lets the server index rows on the other core while
-    this process parses the next batch, and a writer thread sends the data so
-    parsing never blocks on the socket. ``pause()`` ends the COPY when another
+    Keeping the COPY open, and sending its data in small flushes, lets the
+    server index rows on the other core while this process parses the next
+    ones. ``pause()`` ends the COPY when another
     statement must run on the connection (an identity upsert); the next
     ``write`` opens a new one. Leaving the ``with`` block on an exception
     aborts the COPY, and the caller's savepoint takes the rows back.
@@ -183,14 +184,19 @@ class ResultSink:
         self._end(None)
 
     def _begin(self) -> None:
-        from psycopg.copy import QueuedLibpqWriter
+        from psycopg.copy import LibpqWriter
 
         table = TestResult._meta.db_table
         self._cursor = connection.cursor()
         raw = self._cursor.cursor  # the psycopg 3 cursor under Django's wrapper
+        writer = LibpqWriter(raw)
+        # psycopg leaves up to 1 MiB in libpq's buffer before sending it; a
+        # report's rows often fit in that, so the server would see nothing
+        # until the end. Small flushes let it index while we parse.
+        writer.flush_threshold = _COPY_FLUSH_BYTES
         self._context = raw.copy(
             f"COPY {table} ({', '.join(RESULT_COLUMNS)}) FROM STDIN (FORMAT BINARY)",
-            writer=QueuedLibpqWriter(raw),
+            writer=writer,
         )
         self._copy = self._context.__enter__()
         self._copy.set_types(_COPY_TYPES)

@@ -82,6 +82,7 @@ _UNFINISHED_CODES = frozenset(
 )
 _LOCATION_SUFFIX = re.compile(r",? line \d+, column \d+\s*$")
 _PREMATURE_END = re.compile(r"Premature end of data in tag (\S+)")
+_HUGE_HINT = re.compile(r",? *(try|use) XML_PARSE_HUGE( option)?")  # advice for C callers
 # Whitespace plus the bytes of UTF-8/UTF-16 byte-order marks and UTF-16 padding.
 _BLANK_BYTES = b" \t\r\n\x00\xef\xbb\xbf\xfe\xff"
 _INF = math.inf
@@ -154,9 +155,12 @@ def summarize(stream: BinaryIO, *, max_message_chars: int = 8192) -> FileSummary
 def iter_test_cases(stream: BinaryIO, *, max_message_chars: int = 8192) -> Iterator[TestCaseRecord]:
     """Yield one record per <testcase>, holding at most one element in memory.
 
-    Raises JUnitError (possibly after yielding some records) when the file is
-    unreadable. ``label`` comes from the innermost enclosing suite that has one;
-    a label property written after a suite's first testcases applies from there on.
+    "One element" is the open <testcase> with its children, plus the tree of at
+    most one 64 KiB read that is unlinked once its records are out. Raises
+    JUnitError (possibly after yielding some records) when the file is
+    unreadable; errors the stream's read() raises propagate unchanged. ``label``
+    comes from the innermost enclosing suite that has one; a label property
+    written after a suite's first testcases applies from there on.
     """
     if max_message_chars < 0:
         raise ValueError("max_message_chars must be >= 0")
@@ -212,7 +216,10 @@ def _read_prolog(stream: BinaryIO) -> tuple[list[bytes], str]:
             chunks.append(data)
             total += len(data)
         try:
-            guard.close() if at_end else guard.feed(data)
+            if at_end:
+                guard.close()
+            else:
+                guard.feed(data)
         except _RootSeen as seen:
             return chunks, seen.tag
         except _DoctypeSeen:
@@ -227,7 +234,7 @@ def _read_prolog(stream: BinaryIO) -> tuple[list[bytes], str]:
         if at_end:
             raise JUnitError("not a JUnit report: the file has no root element")
         if total > _MAX_PROLOG_BYTES:
-            raise JUnitError("not a JUnit report: no root element in the first 1 MiB")
+            raise JUnitError("not a JUnit report: no complete root start tag in the first 1 MiB")
 
 
 def _describe_syntax_error(exc: etree.XMLSyntaxError, *, at_end: bool, head: bytes) -> JUnitError:
@@ -247,7 +254,8 @@ def _describe_syntax_error(exc: etree.XMLSyntaxError, *, at_end: bool, head: byt
     if code == types.ERR_RESOURCE_LIMIT and "depth" in msg:
         return JUnitError(f"elements are nested too deeply (more than 256 levels) at {where}")
     if code == types.ERR_RESOURCE_LIMIT or "too big" in msg:
-        return JUnitError(f"resource limit exceeded at {where} (a value over 10 MB?): {msg}")
+        msg = _HUGE_HINT.sub("", msg.removeprefix("Resource limit exceeded: ")).strip(" ,")
+        return JUnitError(f"resource limit exceeded at {where}: {msg} (libxml2 caps at 10 MB)")
     if at_end and code == types.ERR_DOCUMENT_EMPTY:
         return JUnitError(f"not a JUnit report: the file has no root element ({where})")
     if line <= 1 and column <= 1 and code == types.ERR_DOCUMENT_EMPTY:
@@ -300,7 +308,7 @@ def _parse(stream: BinaryIO, max_chars: int) -> Iterator[TestCaseRecord]:
         Outcome.ERROR,
         Outcome.SKIPPED,
     )
-    record = TestCaseRecord
+    record, missing = TestCaseRecord, _MISSING  # locals: the loop below is the hot path
 
     # Only the elements we act on come back to Python; everything else stays in C.
     parser = etree.XMLPullParser(
@@ -369,8 +377,8 @@ def _parse(stream: BinaryIO, max_chars: int) -> Iterator[TestCaseRecord]:
                 else:
                     # Most reporters write three decimals, so a few thousand
                     # distinct strings cover a whole file; float() costs more.
-                    seconds = time_cache.get(raw_time, _MISSING)
-                    if seconds is _MISSING:
+                    seconds = time_cache.get(raw_time, missing)
+                    if seconds is missing:
                         seconds = _parse_seconds(raw_time)
                         if len(time_cache) < _TIME_CACHE_SIZE:
                             time_cache[raw_time] = seconds
@@ -425,7 +433,8 @@ def _parse(stream: BinaryIO, max_chars: int) -> Iterator[TestCaseRecord]:
                                      flaky, reruns, label)  # fmt: skip
                     else:
                         rec = record(suite_name, classname, name, file, line, seconds, passed,
-                                     False, False, False, "", "", "", flaky, reruns, label)  # fmt: skip
+                                     False, False, False, "", "", "",
+                                     flaky, reruns, label)  # fmt: skip
 
                 yield rec
 

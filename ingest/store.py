@@ -30,12 +30,15 @@ from ingest.runs import RunFile, RunInfo
 
 logger = logging.getLogger(__name__)
 
-# Process-wide identity cache: (repository pk, raw classname, file, name) → test pk.
+# Process-wide identity cache: repository pk → (raw classname, file, name) → test pk.
 # Test rows are never deleted while a repository exists, so an entry stays true.
-_PROCESS_IDENTITIES: dict[tuple[int, str, str, str], int] = {}
+_PROCESS_IDENTITIES: dict[int, dict[tuple[str, str, str], int]] = {}
 _PROCESS_CACHE_LIMIT = 2_000_000
 
 _FAILING = (Outcome.FAILED, Outcome.ERROR)
+# Rows handed to COPY at a time when their tests are already known.
+_STREAM_BATCH = 500
+_SMALLINT_MAX = 32767
 
 
 @dataclass
@@ -198,9 +201,14 @@ class _ResultWriter:
         with bulk.ResultSink() as sink:
             for record in iter_test_cases(stream, max_message_chars=self.max_message):
                 batch.append(record)
-                if len(batch) >= self.batch_size:
-                    written += self._flush(batch, label, fallback_label, sink)
-                    batch = []
+                # Small batches of known tests go out at once so the database
+                # indexes them while we parse on; a batch naming new tests
+                # grows until one set-based upsert can name them all.
+                if len(batch) >= _STREAM_BATCH:
+                    known = self._known_ids(batch)
+                    if known is not None or len(batch) >= self.batch_size:
+                        written += self._flush(batch, label, fallback_label, sink, known)
+                        batch = []
             if batch:
                 written += self._flush(batch, label, fallback_label, sink)
         return written
@@ -214,58 +222,78 @@ class _ResultWriter:
         del self.created_keys[mark:]
 
     def publish_identities(self) -> None:
-        if len(_PROCESS_IDENTITIES) > _PROCESS_CACHE_LIMIT:
-            _PROCESS_IDENTITIES.clear()
-        repo = self.repository_id
-        for (classname, file, name), pk in self.txn_identities.items():
-            _PROCESS_IDENTITIES[(repo, classname, file, name)] = pk
+        known = _PROCESS_IDENTITIES.setdefault(self.repository_id, {})
+        if len(known) > _PROCESS_CACHE_LIMIT:
+            known.clear()
+        known.update(self.txn_identities)
 
     def _flush(
-        self, batch: list[TestCaseRecord], label: str, fallback_label: str, sink: bulk.ResultSink
+        self,
+        batch: list[TestCaseRecord],
+        label: str,
+        fallback_label: str,
+        sink: bulk.ResultSink,
+        test_ids: list[int] | None = None,
     ) -> int:
-        test_ids = self._map_identities(batch, sink)
+        if test_ids is None:
+            test_ids = self._map_identities(batch, sink)
         run_pk = self.run_pk
         rows = []
+        append = rows.append
         for record, test_id in zip(batch, test_ids, strict=True):
             outcome = record.outcome
-            if outcome in _FAILING:
+            if outcome is Outcome.PASSED:
+                message = fingerprint = ""
+            elif outcome is Outcome.SKIPPED:
+                message, fingerprint = record.message, ""
+            else:
                 message = record.message or record.stack
                 fingerprint = failure_fingerprint(record.failure_type, message)
-            else:
-                message = record.message if outcome == Outcome.SKIPPED else ""
-                fingerprint = ""
-            rows.append(
+            flaky, reruns = record.flaky_reruns, record.rerun_failures
+            append(
                 (
                     run_pk,
                     test_id,
-                    outcome.value,
+                    outcome,  # a str subclass; stored as its value
                     record.time,
                     label or record.label or fallback_label,
-                    min(record.flaky_reruns, 32767),
-                    min(record.rerun_failures, 32767),
+                    flaky if flaky <= _SMALLINT_MAX else _SMALLINT_MAX,
+                    reruns if reruns <= _SMALLINT_MAX else _SMALLINT_MAX,
                     message,
                     fingerprint,
                 )
             )
         return sink.write(rows)
 
-    def _map_identities(self, batch: list[TestCaseRecord], sink: bulk.ResultSink) -> list[int]:
-        repo = self.repository_id
+    def _known_ids(self, batch: list[TestCaseRecord]) -> list[int] | None:
+        """The test pks of the batch if every test is already known, else None."""
         txn = self.txn_identities
-        process = _PROCESS_IDENTITIES
+        process = _PROCESS_IDENTITIES.get(self.repository_id, {})
+        ids = []
+        for record in batch:
+            key = (record.classname, record.file, record.name)
+            pk = txn.get(key) or process.get(key)
+            if pk is None:
+                return None
+            ids.append(pk)
+        return ids
+
+    def _map_identities(self, batch: list[TestCaseRecord], sink: bulk.ResultSink) -> list[int]:
+        txn = self.txn_identities
+        process = _PROCESS_IDENTITIES.get(self.repository_id, {})
         missing: dict[tuple[str, str, str], tuple[str, str, str, str]] = {}
         for record in batch:
             key = (record.classname, record.file, record.name)
             if key in txn or key in missing:
                 continue
-            pk = process.get((repo, *key))
+            pk = process.get(key)
             if pk is not None:
                 txn[key] = pk
                 continue
             missing[key] = test_identity(record.classname, record.file, record.name)
         if missing:
             sink.pause()  # the upsert needs the connection the COPY holds
-            found = bulk.upsert_test_identities(repo, list(set(missing.values())))
+            found = bulk.upsert_test_identities(self.repository_id, list(set(missing.values())))
             for key, identity in missing.items():
                 txn[key] = found[identity[0]]
                 self.created_keys.append(key)

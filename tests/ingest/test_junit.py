@@ -187,7 +187,9 @@ def test_message_comes_from_attribute_then_text_and_stack_from_text() -> None:
         """<testsuite>
           <testcase name="a"><failure message="boom" type="AssertionError">Traceback
             line 2</failure></testcase>
-          <testcase name="b"><error><![CDATA[NullPointerException <at> Foo.java:3]]></error></testcase>
+          <testcase name="b">
+            <error><![CDATA[NullPointerException <at> Foo.java:3]]></error>
+          </testcase>
         </testsuite>"""
     )
     assert with_attr.message == "boom"
@@ -442,22 +444,37 @@ _LARGE_FILE_CHILD = textwrap.dedent(
     """
     import io, json, resource, sys
     sys.path.insert(0, sys.argv[1])
+
+    def peak_kb():
+        # Not ru_maxrss: Linux carries the parent's (pytest's) peak into a child
+        # across fork and exec. VmHWM is this address space's own high-water mark.
+        try:
+            with open("/proc/self/status") as status:
+                for line in status:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1])
+        except OSError:
+            pass
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     from ingest.junit import iter_test_cases
 
     PROPS = "".join(f'<property name="p{i}" value="{"v" * 60}"/>' for i in range(30))
     OUT = "<system-out><![CDATA[" + "log line <with> brackets\\n" * 80 + "]]></system-out>"
+    FAILURE = f'<failure message="m" type="E">{"at x.y(Z.java:1)" * 60}</failure>'
+    FLAKY = f'<flakyFailure message="f"><stackTrace>st</stackTrace>{OUT}</flakyFailure>'
 
     def suites():
         yield b"<testsuites>"
         for s in range(10_000):  # about 85 MB in all
             cases = "".join(
                 f'<testcase classname="pkg.C{s}" name="t{t}" time="0.01">'
-                + (f'<failure message="m" type="E">{"at x.y(Z.java:1)" * 60}</failure>' if t == 0 else "")
-                + (f'<flakyFailure message="f"><stackTrace>st</stackTrace>{OUT}</flakyFailure>' if t == 1 else "")
+                + (FAILURE if t == 0 else "")
+                + (FLAKY if t == 1 else "")
                 + "</testcase>"
                 for t in range(8)
             )
-            yield f'<testsuite name="S{s}"><properties>{PROPS}</properties>{cases}{OUT}</testsuite>'.encode()
+            suite = f'<testsuite name="S{s}"><properties>{PROPS}</properties>{cases}{OUT}'
+            yield (suite + "</testsuite>").encode()
         yield b"</testsuites>"
 
     class Stream(io.RawIOBase):
@@ -475,10 +492,10 @@ _LARGE_FILE_CHILD = textwrap.dedent(
             self.total += len(out)
             return out
 
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = peak_kb()
     stream = Stream()
     count = sum(1 for _ in iter_test_cases(stream))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = peak_kb()
     print(json.dumps({"records": count, "bytes": stream.total, "grew_mb": (peak - before) / 1024}))
     """
 )

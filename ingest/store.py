@@ -35,7 +35,6 @@ logger = logging.getLogger(__name__)
 _PROCESS_IDENTITIES: dict[int, dict[tuple[str, str, str], int]] = {}
 _PROCESS_CACHE_LIMIT = 2_000_000
 
-_FAILING = (Outcome.FAILED, Outcome.ERROR)
 # Rows handed to COPY at a time when their tests are already known.
 _STREAM_BATCH = 500
 _SMALLINT_MAX = 32767

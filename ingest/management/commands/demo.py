@@ -111,7 +111,7 @@ class Command(BaseCommand):
             f"on {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]})"
         )
         out("")
-        out("Tests with the most failures (flakiness scoring ranks them properly):")
+        out("Tests with the most failures:")
         worst = (
             TestCase.objects.filter(repository=repository)
             .annotate(

@@ -197,15 +197,22 @@ class _ResultWriter:
         """Parse one report and write its results; raises JUnitError if unreadable."""
         batch: list[TestCaseRecord] = []
         written = 0
+        names_new_tests = False
         with bulk.ResultSink() as sink:
             for record in iter_test_cases(stream, max_message_chars=self.max_message):
                 batch.append(record)
+                size = len(batch)
                 # Small batches of known tests go out at once so the database
                 # indexes them while we parse on; a batch naming new tests
                 # grows until one set-based upsert can name them all.
-                if len(batch) >= _STREAM_BATCH:
+                if size >= self.batch_size:
+                    written += self._flush(batch, label, fallback_label, sink)
+                    batch, names_new_tests = [], False
+                elif size % _STREAM_BATCH == 0 and not names_new_tests:
                     known = self._known_ids(batch)
-                    if known is not None or len(batch) >= self.batch_size:
+                    if known is None:
+                        names_new_tests = True
+                    else:
                         written += self._flush(batch, label, fallback_label, sink, known)
                         batch = []
             if batch:
@@ -271,7 +278,7 @@ class _ResultWriter:
         ids = []
         for record in batch:
             key = (record.classname, record.file, record.name)
-            pk = txn.get(key) or process.get(key)
+            pk = process.get(key) or txn.get(key)
             if pk is None:
                 return None
             ids.append(pk)

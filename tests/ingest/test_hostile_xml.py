@@ -65,20 +65,10 @@ def _refusal(data: bytes) -> str:
 
 _CHILD = textwrap.dedent(
     """
-    import io, json, resource, sys
+    import io, json, sys
     sys.path.insert(0, sys.argv[1])
 
-    def peak_kb():
-        # Not ru_maxrss: Linux carries the parent's (pytest's) peak into a child
-        # across fork and exec. VmHWM is this address space's own high-water mark.
-        try:
-            with open("/proc/self/status") as status:
-                for line in status:
-                    if line.startswith("VmHWM:"):
-                        return int(line.split()[1])
-        except OSError:
-            pass
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    from tests.peak_memory import peak_kb
     from ingest.junit import JUnitError, iter_test_cases
 
     spec = json.loads(sys.stdin.read())

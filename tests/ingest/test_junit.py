@@ -442,20 +442,10 @@ def test_surefire_rerun_elements_are_counted() -> None:
 
 _LARGE_FILE_CHILD = textwrap.dedent(
     """
-    import io, json, resource, sys
+    import io, json, sys
     sys.path.insert(0, sys.argv[1])
 
-    def peak_kb():
-        # Not ru_maxrss: Linux carries the parent's (pytest's) peak into a child
-        # across fork and exec. VmHWM is this address space's own high-water mark.
-        try:
-            with open("/proc/self/status") as status:
-                for line in status:
-                    if line.startswith("VmHWM:"):
-                        return int(line.split()[1])
-        except OSError:
-            pass
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    from tests.peak_memory import peak_kb
     from ingest.junit import iter_test_cases
 
     PROPS = "".join(f'<property name="p{i}" value="{"v" * 60}"/>' for i in range(30))

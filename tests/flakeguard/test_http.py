@@ -82,3 +82,11 @@ def test_openapi_schema_is_served_as_yaml_by_default(client):
     text = response.content.decode()
     assert text.startswith("openapi: 3.")
     assert "/api/v1/jobs/:" in text
+
+
+@pytest.mark.django_db
+def test_runs_api_needs_a_signed_in_user(client, django_user_model) -> None:
+    assert client.get("/api/v1/runs/").status_code in (401, 403)
+    user = django_user_model.objects.create_user("dev", password="pw")
+    client.force_login(user)
+    assert client.get("/api/v1/runs/").status_code == 200

@@ -83,7 +83,9 @@ def main() -> None:
             # The same rows, grouped by run as the import wrote them.
             columns = ", ".join(bulk.RESULT_COLUMNS)
             with connection.cursor() as cursor:
-                cursor.execute(f"SELECT {columns} FROM {TestResult._meta.db_table} ORDER BY id")
+                cursor.execute(
+                    f"SELECT {columns} FROM {TestResult._meta.db_table} ORDER BY run_id, position"
+                )
                 rows = cursor.fetchall()
                 cursor.execute(f"TRUNCATE {TestResult._meta.db_table}")
             by_run: dict[int, list[tuple]] = {}

@@ -19,6 +19,7 @@ from ingest.models import TestCase, TestResult, WorkflowRun
 RESULT_COLUMNS = (
     "run_id",
     "test_id",
+    "position",
     "outcome",
     "duration",
     "job",
@@ -27,7 +28,7 @@ RESULT_COLUMNS = (
     "message",
     "fingerprint",
 )
-ResultRow = tuple[int, int, str, float | None, str, int, int, str, str]
+ResultRow = tuple[int, int, int, str, float | None, str, int, int, str, str]
 
 
 def is_postgresql() -> bool:
@@ -144,7 +145,7 @@ def upsert_test_identities(
 
 
 _COPY_FLUSH_BYTES = 64 * 1024
-_COPY_TYPES = ["int8", "int8", "text", "float8", "text", "int2", "int2", "text", "text"]
+_COPY_TYPES = ["int8", "int8", "int4", "text", "float8", "text", "int2", "int2", "text", "text"]
 
 
 class ResultSink:

@@ -91,14 +91,24 @@ class Outcome(models.TextChoices):
 
 
 class TestResult(models.Model):
+    """One test case's result in one run attempt.
+
+    The primary key (test, run, position) is the history of one test in order,
+    the hot path of scoring, and the only btree the bulk COPY has to maintain.
+    ``position`` numbers the run's results in report order, so a test that
+    appears twice in a run (matrix jobs, in-run reruns) keeps both results.
+    """
+
     __test__ = False  # not a pytest test class
 
+    pk = models.CompositePrimaryKey("test_id", "run_id", "position")
     # Results are append-only and written only by the store, which inserts the
     # run and upserts the test identities in the same transaction first. A
     # database-level foreign key would fire a referential-integrity trigger per
     # row and cut COPY throughput several-fold, so the constraint lives in the
-    # store, not in PostgreSQL. Both keys are covered by the explicit indexes
-    # below; Django's implicit per-column indexes would only slow COPY down.
+    # store, not in PostgreSQL. Both keys are covered by the primary key and
+    # result_run_idx; Django's implicit per-column indexes would only slow
+    # COPY down.
     run = models.ForeignKey(
         WorkflowRun,
         on_delete=models.CASCADE,
@@ -113,6 +123,7 @@ class TestResult(models.Model):
         db_index=False,
         db_constraint=False,
     )
+    position = models.PositiveIntegerField()
     outcome = models.CharField(max_length=8, choices=Outcome.choices)
     duration = models.FloatField(null=True, blank=True, help_text="seconds")
     job = models.CharField(max_length=255, blank=True, help_text="job or matrix label")
@@ -125,15 +136,10 @@ class TestResult(models.Model):
     # with numbers, addresses and quoted values stripped.
     fingerprint = models.CharField(max_length=16, blank=True)
 
-    class Meta:
-        indexes = [
-            # History of one test, the hot path of scoring.
-            models.Index(fields=["test", "run"], name="result_test_run_idx"),
-            # Results of one run are found through result_run_idx, created by
-            # migration 0002: a BRIN index on PostgreSQL, since a run's rows
-            # arrive together in one COPY with ever-growing run ids, and it
-            # costs next to nothing to maintain; a btree elsewhere.
-        ]
+    # Results of one run are found through result_run_idx, created by
+    # migration 0002: a BRIN index on PostgreSQL, since a run's rows arrive
+    # together in one COPY with ever-growing run ids, and it costs next to
+    # nothing to maintain; a btree elsewhere.
 
     def __str__(self) -> str:
         return f"{self.test_id} in run {self.run_id}: {self.outcome}"

@@ -192,6 +192,8 @@ class _ResultWriter:
         # Keys inserted in this transaction, in order, so a savepoint rollback
         # can forget exactly the identities it took back.
         self.created_keys: list[tuple[str, str, str]] = []
+        # Numbers the run's results in report order (part of their primary key).
+        self.position = 0
 
     def write_report(self, stream: BinaryIO, *, label: str, fallback_label: str = "") -> int:
         """Parse one report and write its results; raises JUnitError if unreadable."""
@@ -209,11 +211,11 @@ class _ResultWriter:
                     written += self._flush(batch, label, fallback_label, sink)
                     batch, names_new_tests = [], False
                 elif size % _STREAM_BATCH == 0 and not names_new_tests:
-                    known = self._known_ids(batch)
-                    if known is None:
+                    rows = self._rows(batch, label, fallback_label)
+                    if rows is None:
                         names_new_tests = True
                     else:
-                        written += self._flush(batch, label, fallback_label, sink, known)
+                        written += sink.write(rows)
                         batch = []
             if batch:
                 written += self._flush(batch, label, fallback_label, sink)
@@ -239,14 +241,27 @@ class _ResultWriter:
         label: str,
         fallback_label: str,
         sink: bulk.ResultSink,
-        test_ids: list[int] | None = None,
     ) -> int:
-        if test_ids is None:
-            test_ids = self._map_identities(batch, sink)
+        self._learn_identities(batch, sink)
+        rows = self._rows(batch, label, fallback_label)
+        assert rows is not None  # every test of the batch is known now
+        return sink.write(rows)
+
+    def _rows(
+        self, batch: list[TestCaseRecord], label: str, fallback_label: str
+    ) -> list[bulk.ResultRow] | None:
+        """Result rows for the batch, or None when it names a test not known yet."""
+        txn = self.txn_identities
+        process = _PROCESS_IDENTITIES.get(self.repository_id, {})
         run_pk = self.run_pk
-        rows = []
+        position = self.position
+        rows: list[bulk.ResultRow] = []
         append = rows.append
-        for record, test_id in zip(batch, test_ids, strict=True):
+        for record in batch:
+            key = (record.classname, record.file, record.name)
+            test_id = process.get(key) or txn.get(key)
+            if test_id is None:
+                return None
             outcome = record.outcome
             if outcome is Outcome.PASSED:
                 message = fingerprint = ""
@@ -256,10 +271,12 @@ class _ResultWriter:
                 message = record.message or record.stack
                 fingerprint = failure_fingerprint(record.failure_type, message)
             flaky, reruns = record.flaky_reruns, record.rerun_failures
+            position += 1
             append(
                 (
                     run_pk,
                     test_id,
+                    position,
                     outcome,  # a str subclass; stored as its value
                     record.time,
                     label or record.label or fallback_label,
@@ -269,38 +286,23 @@ class _ResultWriter:
                     fingerprint,
                 )
             )
-        return sink.write(rows)
+        self.position = position
+        return rows
 
-    def _known_ids(self, batch: list[TestCaseRecord]) -> list[int] | None:
-        """The test pks of the batch if every test is already known, else None."""
-        txn = self.txn_identities
-        process = _PROCESS_IDENTITIES.get(self.repository_id, {})
-        ids = []
-        for record in batch:
-            key = (record.classname, record.file, record.name)
-            pk = process.get(key) or txn.get(key)
-            if pk is None:
-                return None
-            ids.append(pk)
-        return ids
-
-    def _map_identities(self, batch: list[TestCaseRecord], sink: bulk.ResultSink) -> list[int]:
+    def _learn_identities(self, batch: list[TestCaseRecord], sink: bulk.ResultSink) -> None:
+        """Make every test of the batch known, with one set-based upsert for the new ones."""
         txn = self.txn_identities
         process = _PROCESS_IDENTITIES.get(self.repository_id, {})
         missing: dict[tuple[str, str, str], tuple[str, str, str, str]] = {}
         for record in batch:
             key = (record.classname, record.file, record.name)
-            if key in txn or key in missing:
-                continue
-            pk = process.get(key)
-            if pk is not None:
-                txn[key] = pk
+            if key in txn or key in process or key in missing:
                 continue
             missing[key] = test_identity(record.classname, record.file, record.name)
-        if missing:
-            sink.pause()  # the upsert needs the connection the COPY holds
-            found = bulk.upsert_test_identities(self.repository_id, list(set(missing.values())))
-            for key, identity in missing.items():
-                txn[key] = found[identity[0]]
-                self.created_keys.append(key)
-        return [txn[(r.classname, r.file, r.name)] for r in batch]
+        if not missing:
+            return
+        sink.pause()  # the upsert needs the connection the COPY holds
+        found = bulk.upsert_test_identities(self.repository_id, list(set(missing.values())))
+        for key, identity in missing.items():
+            txn[key] = found[identity[0]]
+            self.created_keys.append(key)

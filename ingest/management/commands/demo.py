@@ -87,7 +87,7 @@ class Command(BaseCommand):
         outcomes = dict(
             TestResult.objects.filter(run__repository=repository)
             .values_list("outcome")
-            .annotate(n=Count("id"))
+            .annotate(n=Count("*"))
             .values_list("outcome", "n")
         )
         jobs = sorted(
@@ -115,8 +115,8 @@ class Command(BaseCommand):
         worst = (
             TestCase.objects.filter(repository=repository)
             .annotate(
-                failures=Count("results", filter=Q(results__outcome__in=["failed", "error"])),
-                runs=Count("results"),
+                failures=Count("results__run", filter=Q(results__outcome__in=["failed", "error"])),
+                runs=Count("results__run"),
             )
             .filter(failures__gt=0)
             .order_by("-failures")[:10]

@@ -37,3 +37,8 @@ class TestCaseAdmin(admin.ModelAdmin):
     list_display = ("__str__", "repository", "file", "first_seen_at")
     list_filter = ("repository",)
     search_fields = ("name", "classname", "file")
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # Identities are permanent: importers cache them per process, so a
+        # deleted identity would be written again under a stale key.
+        return False

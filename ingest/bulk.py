@@ -216,6 +216,17 @@ class ResultSink:
             cursor.close()
 
 
+def delete_results(*, run_pk: int, after_position: int, upto_position: int) -> int:
+    """Take back the results a run wrote in (after_position, upto_position]."""
+    table = TestResult._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"DELETE FROM {table} WHERE run_id = %s AND position > %s AND position <= %s",
+            [run_pk, after_position, upto_position],
+        )
+        return cursor.rowcount
+
+
 def write_results(rows: list[ResultRow]) -> int:
     """Append result rows in one go: binary COPY on PostgreSQL, executemany elsewhere."""
     with ResultSink() as sink:

@@ -1,11 +1,13 @@
 """Stores one run attempt: parses its files and writes results in one transaction.
 
-Each file (and each JUnit member of a ZIP) is written under its own savepoint,
-so a malformed file is rolled back and recorded while the run's other files
-are kept. Test identities are mapped through two caches: one for this
-transaction (rolled back with a file) and one for the process, filled only
-after commit, so later runs of a repository skip the identity round trip for
-tests they have already seen.
+All of a run's results stream through one COPY, numbered by ``position`` as
+they go. When a report turns out to be malformed halfway, or an archive is
+refused at its third member, the positions it wrote are deleted after the COPY
+(a rare path), so a bad file is recorded and dropped while the run's other
+files are kept, without a savepoint and a new COPY per report. Test
+identities are mapped through two caches: one for this transaction and one
+for the process, filled only after commit, so later runs of a repository skip
+the identity round trip for tests they have already seen.
 """
 
 from __future__ import annotations
@@ -111,8 +113,10 @@ def store_run(*, run: RunInfo, files: Iterable[RunFile]) -> StoreOutcome:
         writer = _ResultWriter(repository.pk, run_pk)
         outcome = StoreOutcome(imported=True, run_pk=run_pk)
         limits = archive_limits()
-        for run_file in files:
-            _store_file(writer, run_file, outcome, limits)
+        with writer:
+            for run_file in files:
+                _store_file(writer, run_file, outcome, limits)
+        writer.delete_discarded()
         WorkflowRun.objects.filter(pk=run_pk).update(
             results_count=outcome.results_stored,
             files_count=outcome.files_stored,
@@ -136,30 +140,25 @@ def store_run(*, run: RunInfo, files: Iterable[RunFile]) -> StoreOutcome:
 def _store_file(
     writer: _ResultWriter, run_file: RunFile, outcome: StoreOutcome, limits: ArchiveLimits
 ) -> None:
-    # The archive as a whole is one savepoint: a bomb found in its third
-    # member refuses the artifact entirely, not just that member.
-    file_mark = writer.mark()
+    # An archive is refused as a whole: a bomb found in its third member takes
+    # back the members before it too.
+    file_start = writer.position
+    stored_here = files_here = 0
+    refused_here: list[dict[str, str]] = []
     try:
-        with transaction.atomic():
-            stored_here = 0
-            files_here = 0
-            refused_here: list[dict[str, str]] = []
-            for report_name, stream in iter_report_streams(
-                run_file.path, run_file.name, limits=limits
-            ):
-                report_mark = writer.mark()
-                try:
-                    with transaction.atomic():
-                        stored_here += writer.write_report(
-                            stream, label=run_file.label, fallback_label=run_file.folder_label
-                        )
-                    files_here += 1
-                except JUnitError as exc:
-                    writer.rollback_to(report_mark)
-                    refused_here.append({"path": report_name, "error": str(exc)})
-                    logger.warning("report %s refused: %s", report_name, exc)
+        for report_name, stream in iter_report_streams(run_file.path, run_file.name, limits=limits):
+            report_start = writer.position
+            try:
+                stored_here += writer.write_report(
+                    stream, label=run_file.label, fallback_label=run_file.folder_label
+                )
+                files_here += 1
+            except JUnitError as exc:
+                writer.discard(after=report_start)
+                refused_here.append({"path": report_name, "error": str(exc)})
+                logger.warning("report %s refused: %s", report_name, exc)
     except (ArchiveError, OSError) as exc:
-        writer.rollback_to(file_mark)
+        writer.discard(after=file_start)
         outcome.files_refused.append({"path": run_file.name, "error": _describe_file_error(exc)})
         logger.warning("file %s refused: %s", run_file.name, exc)
         return
@@ -189,45 +188,56 @@ class _ResultWriter:
         self.max_message = settings.FLAKEGUARD_MAX_MESSAGE_CHARS
         # Identities created or found in this transaction, not yet safe to share.
         self.txn_identities: dict[tuple[str, str, str], int] = {}
-        # Keys inserted in this transaction, in order, so a savepoint rollback
-        # can forget exactly the identities it took back.
-        self.created_keys: list[tuple[str, str, str]] = []
         # Numbers the run's results in report order (part of their primary key).
         self.position = 0
+        # Position ranges (after, up to] written by reports that then failed.
+        self.discarded: list[tuple[int, int]] = []
+        self.sink = bulk.ResultSink()
+
+    def __enter__(self) -> _ResultWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.sink.__exit__(exc_type, exc, tb)
 
     def write_report(self, stream: BinaryIO, *, label: str, fallback_label: str = "") -> int:
-        """Parse one report and write its results; raises JUnitError if unreadable."""
+        """Parse one report and write its results; raises JUnitError if unreadable.
+
+        Rows of a report that fails halfway have been written; the caller
+        discards them by position.
+        """
         batch: list[TestCaseRecord] = []
         written = 0
         names_new_tests = False
-        with bulk.ResultSink() as sink:
-            for record in iter_test_cases(stream, max_message_chars=self.max_message):
-                batch.append(record)
-                size = len(batch)
-                # Small batches of known tests go out at once so the database
-                # indexes them while we parse on; a batch naming new tests
-                # grows until one set-based upsert can name them all.
-                if size >= self.batch_size:
-                    written += self._flush(batch, label, fallback_label, sink)
-                    batch, names_new_tests = [], False
-                elif size % _STREAM_BATCH == 0 and not names_new_tests:
-                    rows = self._rows(batch, label, fallback_label)
-                    if rows is None:
-                        names_new_tests = True
-                    else:
-                        written += sink.write(rows)
-                        batch = []
-            if batch:
-                written += self._flush(batch, label, fallback_label, sink)
+        sink = self.sink
+        for record in iter_test_cases(stream, max_message_chars=self.max_message):
+            batch.append(record)
+            size = len(batch)
+            # Small batches of known tests go out at once so the database
+            # indexes them while we parse on; a batch naming new tests grows
+            # until one set-based upsert can name them all.
+            if size >= self.batch_size:
+                written += self._flush(batch, label, fallback_label)
+                batch, names_new_tests = [], False
+            elif size % _STREAM_BATCH == 0 and not names_new_tests:
+                rows = self._rows(batch, label, fallback_label)
+                if rows is None:
+                    names_new_tests = True
+                else:
+                    written += sink.write(rows)
+                    batch = []
+        if batch:
+            written += self._flush(batch, label, fallback_label)
         return written
 
-    def mark(self) -> int:
-        return len(self.created_keys)
+    def discard(self, *, after: int) -> None:
+        if self.position > after:
+            self.discarded.append((after, self.position))
 
-    def rollback_to(self, mark: int) -> None:
-        for key in self.created_keys[mark:]:
-            self.txn_identities.pop(key, None)
-        del self.created_keys[mark:]
+    def delete_discarded(self) -> None:
+        self.sink.pause()
+        for after, upto in self.discarded:
+            bulk.delete_results(run_pk=self.run_pk, after_position=after, upto_position=upto)
 
     def publish_identities(self) -> None:
         known = _PROCESS_IDENTITIES.setdefault(self.repository_id, {})
@@ -235,17 +245,11 @@ class _ResultWriter:
             known.clear()
         known.update(self.txn_identities)
 
-    def _flush(
-        self,
-        batch: list[TestCaseRecord],
-        label: str,
-        fallback_label: str,
-        sink: bulk.ResultSink,
-    ) -> int:
-        self._learn_identities(batch, sink)
+    def _flush(self, batch: list[TestCaseRecord], label: str, fallback_label: str) -> int:
+        self._learn_identities(batch)
         rows = self._rows(batch, label, fallback_label)
         assert rows is not None  # every test of the batch is known now
-        return sink.write(rows)
+        return self.sink.write(rows)
 
     def _rows(
         self, batch: list[TestCaseRecord], label: str, fallback_label: str
@@ -289,7 +293,7 @@ class _ResultWriter:
         self.position = position
         return rows
 
-    def _learn_identities(self, batch: list[TestCaseRecord], sink: bulk.ResultSink) -> None:
+    def _learn_identities(self, batch: list[TestCaseRecord]) -> None:
         """Make every test of the batch known, with one set-based upsert for the new ones."""
         txn = self.txn_identities
         process = _PROCESS_IDENTITIES.get(self.repository_id, {})
@@ -301,8 +305,7 @@ class _ResultWriter:
             missing[key] = test_identity(record.classname, record.file, record.name)
         if not missing:
             return
-        sink.pause()  # the upsert needs the connection the COPY holds
+        self.sink.pause()  # the upsert needs the connection the COPY holds
         found = bulk.upsert_test_identities(self.repository_id, list(set(missing.values())))
         for key, identity in missing.items():
             txn[key] = found[identity[0]]
-            self.created_keys.append(key)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -207,7 +208,12 @@ def test_ingest_junit_without_run_details_is_a_clear_error(tmp_path: Path) -> No
 def test_embedded_default_imports_on_sqlite_without_a_broker(tmp_path: Path) -> None:
     """With nothing configured: SQLite in a file and tasks run in-process."""
     write(tmp_path / "linux" / "junit.xml", pytest_report(CASES))
-    manifest = write_manifest(tmp_path / "m.jsonl", [manifest_line(1, ["linux/junit.xml"])])
+    # Long enough that rows are written before the cut is found, then taken back.
+    many = [("tests.test_big", f"test_{i}", "passed") for i in range(6000)]
+    write(tmp_path / "linux" / "cut.xml", pytest_report(many)[:-100])
+    manifest = write_manifest(
+        tmp_path / "m.jsonl", [manifest_line(1, ["linux/cut.xml", "linux/junit.xml"])]
+    )
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'embedded.sqlite3'}"
     manage = [sys.executable, str(REPO_ROOT / "manage.py")]
@@ -220,3 +226,6 @@ def test_embedded_default_imports_on_sqlite_without_a_broker(tmp_path: Path) -> 
 
     summary = json.loads(done.stdout)  # stdout holds the JSON alone
     assert (summary["runs_imported"], summary["results_stored"]) == (1, 2)
+    assert [f["path"] for f in summary["files_refused"]] == ["linux/cut.xml"]
+    with sqlite3.connect(tmp_path / "embedded.sqlite3") as db:
+        assert db.execute("SELECT count(*) FROM ingest_testresult").fetchone() == (2,)

@@ -105,20 +105,39 @@ def test_malformed_and_missing_files_fail_alone_and_are_recorded(tmp_path: Path)
 def test_partly_parsed_bad_file_leaves_no_rows_and_later_files_reuse_its_tests(
     tmp_path: Path,
 ) -> None:
-    # The truncated report yields its first test cases before failing; they
-    # and the identities created for them must be rolled back, and a later
-    # report naming the same tests must still store them.
-    many = [("tests.test_big", f"test_{i}", "passed") for i in range(50)]
+    # The truncated report is long enough that its first 5,000 results are
+    # written before the parser meets the cut; they must be taken back, and a
+    # later report naming the same tests must still store them.
+    many = [("tests.test_big", f"test_{i}", "passed") for i in range(6000)]
     truncated = pytest_report(many)[:-200]
     bad = write(tmp_path / "a" / "truncated.xml", truncated)
-    good = write(tmp_path / "b" / "junit.xml", pytest_report(many))
+    good = write(tmp_path / "b" / "junit.xml", pytest_report(many[:1000]))
 
     outcome = store_run(run=RUN, files=[RunFile(path=bad), RunFile(path=good)])
 
-    assert outcome.results_stored == 50
+    assert outcome.results_stored == 1000
     assert len(outcome.files_refused) == 1
-    assert TestResult.objects.count() == 50
-    assert TestCase.objects.count() == 50
+    assert TestResult.objects.count() == 1000
+    assert sorted(TestResult.objects.values_list("position", flat=True)) == list(range(5001, 6001))
+
+
+@pytest.mark.django_db
+def test_archive_refused_at_a_later_member_takes_back_the_members_before_it(tmp_path: Path) -> None:
+    from django.test import override_settings
+
+    first = pytest_report([("t", f"test_{i}", "passed") for i in range(600)])
+    archive = write_zip(tmp_path / "art.zip", {"a/1.xml": first, "a/2.xml": first})
+    plain = write(tmp_path / "plain.xml", pytest_report(CASES))
+
+    # The first member fits the total cap, the second pushes past it.
+    with override_settings(FLAKEGUARD_ZIP_MAX_TOTAL_BYTES=len(first) + 1000):
+        outcome = store_run(
+            run=RUN, files=[RunFile(path=archive, display="art.zip"), RunFile(path=plain)]
+        )
+
+    assert [f["path"] for f in outcome.files_refused] == ["art.zip"]
+    assert outcome.results_stored == 4
+    assert TestResult.objects.count() == 4
 
 
 @pytest.mark.django_db

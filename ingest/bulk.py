@@ -153,10 +153,10 @@ class ResultSink:
 
     Keeping the COPY open, and sending its data in small flushes, lets the
     server index rows on the other core while this process parses the next
-    ones. ``pause()`` ends the COPY when another
-    statement must run on the connection (an identity upsert); the next
-    ``write`` opens a new one. Leaving the ``with`` block on an exception
-    aborts the COPY, and the caller's savepoint takes the rows back.
+    ones. ``pause()`` ends the COPY when another statement must run on the
+    connection (an identity upsert, a delete); the next ``write`` opens a new
+    one. Leaving the ``with`` block on an exception aborts the COPY, and the
+    transaction with it.
     """
 
     def __init__(self) -> None:

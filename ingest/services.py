@@ -26,16 +26,14 @@ def enqueue_run_import(*, run: RunInfo, files: Sequence[RunFile]) -> tuple[Job, 
     caller is asking again; a pending, running or finished one is left alone.
     Returns the job and whether this call created it.
     """
+    payload = {"run": run.to_json(), "files": [f.to_json() for f in files]}
     with transaction.atomic():
         job, created = enqueue_job(
-            kind=JobKind.INGEST_RUN,
-            dedup_key=run.dedup_key,
-            payload={"run": run.to_json(), "files": [f.to_json() for f in files]},
+            kind=JobKind.INGEST_RUN, dedup_key=run.dedup_key, payload=payload
         )
         if not created and job.state == JobState.DEAD:
-            Job.objects.filter(pk=job.pk).update(
-                payload={"run": run.to_json(), "files": [f.to_json() for f in files]}
-            )
+            # The files may have been fixed or moved since: take them as given now.
+            Job.objects.filter(pk=job.pk).update(payload=payload)
             retry_jobs([job.pk])
     return job, created
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, OperationalError, transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -167,10 +167,9 @@ def run_job(job_id: int, service: JobService) -> None:
         _record_transient_failure(job, exc)
     except PermanentJobError as exc:
         _finish_dead(job, f"{type(exc).__name__}: {exc}")
-    except DatabaseError as exc:
-        # Integrity and data errors are bugs or bad input, not weather.
-        _finish_dead(job, _describe(exc))
     except Exception as exc:
+        # A bug, or bad input the service did not name (integrity and data
+        # errors among them): a second try would only repeat it.
         _finish_dead(job, _describe(exc))
     else:
         try:

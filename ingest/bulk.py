@@ -2,7 +2,8 @@
 
 PostgreSQL gets ``INSERT … ON CONFLICT`` with arrays and binary ``COPY``
 through psycopg 3; SQLite (the embedded default) gets the ORM's bulk insert
-for identities and one prepared multi-row insert for results. Callers never test the database vendor themselves.
+for identities and one prepared multi-row insert for results. Callers never
+test the database vendor themselves.
 """
 
 from __future__ import annotations
@@ -86,8 +87,10 @@ def upsert_test_identities(
     """Make sure every (identity, classname, name, file) exists; return identity → pk.
 
     One set-based insert and one select per call, whatever the batch size.
-    Sorted so that concurrent importers take row locks in the same order and
-    cannot deadlock each other.
+    Sorted so that concurrent importers take row locks in the same order
+    within a batch. Two imports that each create tests the other needs in a
+    later batch can still deadlock; PostgreSQL then aborts one, and the job
+    runner retries it as a transient error.
     """
     if not identities:
         return {}

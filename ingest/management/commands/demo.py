@@ -124,6 +124,5 @@ class Command(BaseCommand):
         for test in worst:
             out(f"  {test.failures:>4} of {test.runs:>4} failed  {test}")
         out("")
-        out(
-            "Open the dashboard with:  .venv/bin/python manage.py runserver  then http://127.0.0.1:8000/"
-        )
+        out("Open the dashboard:  make run  then http://127.0.0.1:8000/")
+        out("Sign in to the admin and the API after:  .venv/bin/python manage.py createsuperuser")

@@ -3,11 +3,12 @@
 Generates a sample history (ZIP artifacts on disk), imports it run by run with
 the production store (parse, identity mapping, COPY, one transaction per run),
 then writes the very same rows again with a bare binary COPY into the same
-indexed table, and prints both rates and their ratio. Medians of several
-rounds, each from empty tables. Needs PostgreSQL in DATABASE_URL (``make
-bench`` starts a throwaway one).
+indexed table, and finally imports the history again split across several
+worker processes, as runs-ingest workers do. Prints the rates and their
+ratios to the raw COPY. Medians of several rounds, each from empty tables.
+Needs PostgreSQL in DATABASE_URL (``make bench`` starts a throwaway one).
 
-    python -m bench.ingest [--runs 120] [--tests 2500] [--rounds 3]
+    python -m bench.ingest [--runs 120] [--tests 2500] [--rounds 3] [--workers 2]
 """
 
 from __future__ import annotations

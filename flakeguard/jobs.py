@@ -172,14 +172,15 @@ def run_job(job_id: int, service: JobService) -> None:
         # errors among them): a second try would only repeat it.
         _finish_dead(job, _describe(exc))
     else:
+        result = result or {}
         try:
-            json.dumps(result or {})
+            json.dumps(result)
         except (TypeError, ValueError) as exc:
             # A result that cannot be stored must not leave the job RUNNING
             # until its lease runs out and the work is done again.
             _finish_dead(job, f"result could not be recorded: {_describe(exc)}")
         else:
-            _finish_succeeded(job, result or {})
+            _finish_succeeded(job, result)
 
 
 def backoff_seconds(attempts: int, *, rng: random.Random | None = None) -> float:

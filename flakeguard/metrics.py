@@ -17,27 +17,29 @@ from prometheus_client.registry import REGISTRY, Collector
 logger = logging.getLogger(__name__)
 
 
+def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+    jobs = GaugeMetricFamily(
+        "flakeguard_jobs",
+        "Jobs in the durable job table by kind and state",
+        labels=["kind", "state"],
+    )
+    oldest = GaugeMetricFamily(
+        "flakeguard_oldest_pending_job_age_seconds",
+        "Age of the oldest due pending job by kind (queue latency)",
+        labels=["kind"],
+    )
+    return jobs, oldest
+
+
 class JobTableCollector(Collector):
     def describe(self) -> list[GaugeMetricFamily]:
         # Lets the registry check names without querying the database at start-up.
-        return [
-            GaugeMetricFamily("flakeguard_jobs", "", labels=["kind", "state"]),
-            GaugeMetricFamily("flakeguard_oldest_pending_job_age_seconds", "", labels=["kind"]),
-        ]
+        return list(_families())
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         from flakeguard.models import Job, JobState
 
-        jobs = GaugeMetricFamily(
-            "flakeguard_jobs",
-            "Jobs in the durable job table by kind and state",
-            labels=["kind", "state"],
-        )
-        oldest = GaugeMetricFamily(
-            "flakeguard_oldest_pending_job_age_seconds",
-            "Age of the oldest due pending job by kind (queue latency)",
-            labels=["kind"],
-        )
+        jobs, oldest = _families()
         try:
             for row in Job.objects.values("kind", "state").annotate(n=Count("id")).order_by():
                 jobs.add_metric([row["kind"], row["state"]], row["n"])

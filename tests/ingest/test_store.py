@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from django.db import connection
+from django.test import override_settings
 
 from ingest.models import TestCase, TestResult, WorkflowRun
 from ingest.runs import RunFile, RunInfo
@@ -123,8 +124,6 @@ def test_partly_parsed_bad_file_leaves_no_rows_and_later_files_reuse_its_tests(
 
 @pytest.mark.django_db
 def test_archive_refused_at_a_later_member_takes_back_the_members_before_it(tmp_path: Path) -> None:
-    from django.test import override_settings
-
     first = pytest_report([("t", f"test_{i}", "passed") for i in range(600)])
     archive = write_zip(tmp_path / "art.zip", {"a/1.xml": first, "a/2.xml": first})
     plain = write(tmp_path / "plain.xml", pytest_report(CASES))
@@ -167,8 +166,6 @@ def test_refused_archive_stores_nothing_of_it_and_keeps_other_files(tmp_path: Pa
     members = {f"r/{i}.xml": pytest_report([("t", f"test_{i}", "passed")]) for i in range(5)}
     archive = write_zip(tmp_path / "big.zip", members)
     plain = write(tmp_path / "plain.xml", pytest_report(CASES))
-
-    from django.test import override_settings
 
     with override_settings(FLAKEGUARD_ZIP_MAX_MEMBERS=3):
         outcome = store_run(

@@ -16,7 +16,9 @@ _FALSE = {"0", "false", "no", "off", ""}
 
 
 def env_str(name: str, default: str = "") -> str:
-    return os.environ.get(name, default)
+    """The variable's value; set but empty counts as unset (``FOO= command``)."""
+    raw = os.environ.get(name, "")
+    return raw if raw.strip() else default
 
 
 def env_bool(name: str, default: bool = False) -> bool:

@@ -230,6 +230,25 @@ def delete_results(*, run_pk: int, after_position: int, upto_position: int) -> i
         return cursor.rowcount
 
 
+def count_job_loads(run_pks: list[int]) -> dict[int, dict[str, list[int]]]:
+    """{run pk: {job label: [results, failures]}}, counted from the stored results."""
+    table = TestResult._meta.db_table
+    loads: dict[int, dict[str, list[int]]] = {}
+    with connection.cursor() as cursor:
+        for start in range(0, len(run_pks), 1000):
+            chunk = run_pks[start : start + 1000]
+            cursor.execute(
+                f"SELECT run_id, job, COUNT(*), "
+                f"SUM(CASE WHEN outcome IN ('failed', 'error') THEN 1 ELSE 0 END) "
+                f"FROM {table} WHERE run_id IN ({', '.join(['%s'] * len(chunk))}) "
+                f"GROUP BY run_id, job",
+                chunk,
+            )
+            for run_pk, job, results, failures in cursor.fetchall():
+                loads.setdefault(run_pk, {})[job] = [results, int(failures or 0)]
+    return loads
+
+
 def write_results(rows: list[ResultRow]) -> int:
     """Append result rows in one go: binary COPY on PostgreSQL, executemany elsewhere."""
     with ResultSink() as sink:

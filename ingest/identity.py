@@ -1,9 +1,11 @@
 """Test identities and failure fingerprints: pure functions, no Django.
 
 A test keeps one identity across runs however its report spells it: Windows
-path separators, surrounding whitespace and runs of spaces are normalised, and
-the class name wins over the file when both are given (some runners emit the
-file only on some runs). Fingerprints group failures that share a cause by
+path separators in the file, surrounding whitespace and runs of spaces are
+normalised, and the class name wins over the file when both are given (some
+runners emit the file only on some runs). Names keep their backslashes: pytest
+writes non-ASCII parameters as backslash escapes, and they are part of the name.
+Fingerprints group failures that share a cause by
 hashing the failure type and the message with its volatile parts (numbers,
 addresses, quoted values, temp paths) masked.
 """
@@ -28,12 +30,16 @@ _VOLATILE = re.compile(
 
 
 def normalise_part(value: str) -> str:
-    return _SPACES.sub(" ", value.replace("\\", "/")).strip()
+    return _SPACES.sub(" ", value).strip()
+
+
+def normalise_path(value: str) -> str:
+    return normalise_part(value.replace("\\", "/"))
 
 
 def test_identity(classname: str, file: str, name: str) -> tuple[str, str, str, str]:
     """Return (identity hash, classname, name, file) with every part normalised."""
-    classname, file, name = normalise_part(classname), normalise_part(file), normalise_part(name)
+    classname, file, name = normalise_part(classname), normalise_path(file), normalise_part(name)
     scope = classname or file
     digest = hashlib.sha1(f"{scope}\x1f{name}".encode(), usedforsecurity=False).hexdigest()
     return digest, classname, name, file

@@ -13,6 +13,8 @@ from django.db import models
 class Repository(models.Model):
     full_name = models.CharField(max_length=200, unique=True, help_text="owner/name")
     installation_id = models.BigIntegerField(null=True, blank=True)
+    # Scoring reads regressions along this branch; the others are pull requests.
+    default_branch = models.CharField(max_length=255, default="main")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -44,6 +46,10 @@ class WorkflowRun(models.Model):
     files_count = models.PositiveIntegerField(default=0)
     # [{"path": ..., "error": ...}] for every file refused; the rest of the run is stored.
     file_errors = models.JSONField(default=list, blank=True)
+    # {job label: [results, failures]}, counted as the results are written, so
+    # that scoring can tell an outage (many tests failing in one job at once)
+    # without reading every result. Null for runs stored before it existed.
+    job_loads = models.JSONField(null=True, blank=True)
 
     class Meta:
         constraints = [

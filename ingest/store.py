@@ -121,6 +121,7 @@ def store_run(*, run: RunInfo, files: Iterable[RunFile]) -> StoreOutcome:
             results_count=outcome.results_stored,
             files_count=outcome.files_stored,
             file_errors=outcome.files_refused,
+            job_loads=writer.final_job_loads(),
         )
         transaction.on_commit(writer.publish_identities)
     outcome.seconds = time.perf_counter() - started
@@ -193,6 +194,8 @@ class _ResultWriter:
         # Position ranges (after, up to] written by reports that then failed.
         self.discarded: list[tuple[int, int]] = []
         self.sink = bulk.ResultSink()
+        # {job label: [results, failures]} of the rows written, for WorkflowRun.job_loads.
+        self.job_loads: dict[str, list[int]] = {}
 
     def __enter__(self) -> _ResultWriter:
         return self
@@ -239,6 +242,13 @@ class _ResultWriter:
         for after, upto in self.discarded:
             bulk.delete_results(run_pk=self.run_pk, after_position=after, upto_position=upto)
 
+    def final_job_loads(self) -> dict[str, list[int]]:
+        """Results and failures per job label of what the run keeps."""
+        if not self.discarded:
+            return self.job_loads
+        # Rows of refused reports were counted as they went; count what is left.
+        return bulk.count_job_loads([self.run_pk]).get(self.run_pk, {})
+
     def publish_identities(self) -> None:
         known = _PROCESS_IDENTITIES.setdefault(self.repository_id, {})
         if len(known) > _PROCESS_CACHE_LIMIT:
@@ -261,17 +271,25 @@ class _ResultWriter:
         position = self.position
         rows: list[bulk.ResultRow] = []
         append = rows.append
+        loads: dict[str, list[int]] = {}
+        job = None
+        load = [0, 0]
         for record in batch:
             key = (record.classname, record.file, record.name)
             test_id = process.get(key) or txn.get(key)
             if test_id is None:
                 return None
+            if (label or record.label or fallback_label) != job:
+                job = label or record.label or fallback_label
+                load = loads.setdefault(job, [0, 0])
+            load[0] += 1
             outcome = record.outcome
             if outcome is Outcome.PASSED:
                 message = fingerprint = ""
             elif outcome is Outcome.SKIPPED:
                 message, fingerprint = record.message, ""
             else:
+                load[1] += 1
                 message = record.message or record.stack
                 fingerprint = failure_fingerprint(record.failure_type, message)
             flaky, reruns = record.flaky_reruns, record.rerun_failures
@@ -283,7 +301,7 @@ class _ResultWriter:
                     position,
                     outcome,  # a str subclass; stored as its value
                     record.time,
-                    label or record.label or fallback_label,
+                    job,
                     flaky if flaky <= _SMALLINT_MAX else _SMALLINT_MAX,
                     reruns if reruns <= _SMALLINT_MAX else _SMALLINT_MAX,
                     message,
@@ -291,6 +309,10 @@ class _ResultWriter:
                 )
             )
         self.position = position
+        for job, (results, failures) in loads.items():
+            total = self.job_loads.setdefault(job, [0, 0])
+            total[0] += results
+            total[1] += failures
         return rows
 
     def _learn_identities(self, batch: list[TestCaseRecord]) -> None:

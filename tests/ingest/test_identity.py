@@ -14,6 +14,13 @@ def test_identity_ignores_whitespace_and_path_separators() -> None:
     assert c[0] == d[0] and c[3] == "tests/test_cart.py"
 
 
+def test_identity_keeps_backslashes_in_names() -> None:
+    # pytest writes non-ASCII parameter ids as backslash escapes
+    escaped = test_identity("tests.test_menu", "", "test_dish[Cr\\xe8me br\\xfbl\\xe9e]")
+    assert escaped[2] == "test_dish[Cr\\xe8me br\\xfbl\\xe9e]"
+    assert escaped[0] != test_identity("tests.test_menu", "", "test_dish[Cr/xe8me br/xfbl/xe9e]")[0]
+
+
 def test_identity_prefers_the_class_name_over_the_file() -> None:
     with_file = test_identity("tests.test_cart", "tests/test_cart.py", "test_add")
     without_file = test_identity("tests.test_cart", "", "test_add")

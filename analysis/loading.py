@@ -1,14 +1,18 @@
 """Reads what scoring needs from the database: runs, job loads, test histories.
 
 Selectors only: they turn rows into the plain inputs of ``analysis.scoring`` and
-never write. Histories are fetched in primary-key order (test, run, position),
-the one index the results table has for this, and grouped per test as they
-stream, so memory holds one batch of tests at a time.
+never write. Scores cover the runs already analyzed (``WorkflowRun.analyzed_at``),
+so every reader here leaves out runs still waiting for their analyze job:
+their results reach the scores exactly once, through that job. Histories are
+fetched in primary-key order (test, run, position), the index the results
+table has for exactly this.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 from django.db import connection
 
@@ -16,19 +20,20 @@ from analysis.scoring import HistoryContext, JobLoad, ResultRow, RunMeta
 from ingest import bulk
 from ingest.models import Repository, TestResult, WorkflowRun
 
+_HISTORY_COLUMNS = "run_id, position, outcome, job, flaky_reruns, rerun_failures, fingerprint"
 
-def load_context(repository: Repository) -> HistoryContext:
-    """The repository's runs and per-job loads, with each job's usual failure count."""
+
+def load_context(repository: Repository, *, including: int | None = None) -> HistoryContext:
+    """The repository's analyzed runs (and run ``including``) with their job loads."""
     runs: dict[int, RunMeta] = {}
     loads: dict[tuple[int, str], JobLoad] = {}
-    missing: list[int] = []
-    for pk, run_id, attempt, sha, branch, event, started_at, job_loads in (
-        WorkflowRun.objects.filter(repository=repository)
-        .values_list(
-            "pk", "run_id", "run_attempt", "sha", "branch", "event", "started_at", "job_loads"
-        )
-        .iterator(chunk_size=5000)
-    ):
+    uncounted: list[int] = []
+    queryset = WorkflowRun.objects.filter(repository=repository, analyzed_at__isnull=False)
+    if including is not None:
+        queryset = queryset | WorkflowRun.objects.filter(pk=including)
+    for pk, run_id, attempt, sha, branch, event, started_at, job_loads in queryset.values_list(
+        "pk", "run_id", "run_attempt", "sha", "branch", "event", "started_at", "job_loads"
+    ).iterator(chunk_size=5000):
         runs[pk] = RunMeta(
             pk=pk,
             run_id=run_id,
@@ -40,12 +45,12 @@ def load_context(repository: Repository) -> HistoryContext:
             started_iso=started_at.isoformat(),
         )
         if job_loads is None:
-            missing.append(pk)
+            uncounted.append(pk)
             continue
         for job, (results, failures) in job_loads.items():
             loads[(pk, job)] = JobLoad(results, failures)
-    if missing:  # runs stored before job loads were counted at ingest
-        for pk, job_loads in bulk.count_job_loads(missing).items():
+    if uncounted:  # runs stored before job loads were counted at ingest
+        for pk, job_loads in bulk.count_job_loads(uncounted).items():
             for job, (results, failures) in job_loads.items():
                 loads[(pk, job)] = JobLoad(results, failures)
     return HistoryContext(
@@ -56,25 +61,35 @@ def load_context(repository: Repository) -> HistoryContext:
     )
 
 
+def unanalyzed_run_pks(repository: Repository, *, besides: int | None = None) -> list[int]:
+    """Runs stored but not yet in the scores (their analyze job is still to come)."""
+    queryset = WorkflowRun.objects.filter(repository=repository, analyzed_at__isnull=True)
+    if besides is not None:
+        queryset = queryset.exclude(pk=besides)
+    return list(queryset.values_list("pk", flat=True))
+
+
 def iter_histories(
-    test_pks: Iterable[int], *, batch: int = 500
+    test_pks: Iterable[int], *, leaving_out: Iterable[int] = (), batch: int = 500
 ) -> Iterator[tuple[int, list[ResultRow]]]:
     """(test pk, its results) for each test that has results, in test pk order."""
     table = TestResult._meta.db_table
     ordered = sorted(set(test_pks))
-    columns = "test_id, run_id, position, outcome, job, flaky_reruns, rerun_failures, fingerprint"
+    excluded = set(leaving_out)
     with connection.cursor() as cursor:
         for start in range(0, len(ordered), batch):
             chunk = ordered[start : start + batch]
-            placeholders = ", ".join(["%s"] * len(chunk))
             cursor.execute(
-                f"SELECT {columns} FROM {table} WHERE test_id IN ({placeholders}) "
+                f"SELECT test_id, {_HISTORY_COLUMNS} FROM {table} "
+                f"WHERE test_id IN ({', '.join(['%s'] * len(chunk))}) "
                 f"ORDER BY test_id, run_id, position",
                 chunk,
             )
             current, rows = None, []
             make = ResultRow._make
             for row in cursor.fetchall():
+                if row[1] in excluded:
+                    continue
                 if row[0] != current:
                     if rows:
                         yield current, rows
@@ -82,3 +97,64 @@ def iter_histories(
                 rows.append(make(row[1:]))
             if rows:
                 yield current, rows
+
+
+@dataclass(slots=True)
+class TestSummary:
+    """One test's results in brief, enough to tell whether it needs a full look."""
+
+    __test__ = False  # not a pytest test class
+
+    results: int
+    skipped: int
+    failed_in: list[tuple[int, str]]  # (run pk, job) of each failure
+    reruns: bool  # passed on an in-run rerun at least once
+    latest_run: int
+
+
+def summarize_tests(
+    first_pk: int, last_pk: int, *, leaving_out: Iterable[int] = ()
+) -> dict[int, TestSummary]:
+    """Summaries of the tests with pk in [first_pk, last_pk], in one pass over their results."""
+    table = TestResult._meta.db_table
+    excluded = sorted(set(leaving_out))
+    failed = "outcome IN ('failed', 'error')"
+    where = "test_id >= %s AND test_id <= %s"
+    params: list[object] = [first_pk, last_pk]
+    if excluded:
+        where += f" AND run_id NOT IN ({', '.join(['%s'] * len(excluded))})"
+        params.extend(excluded)
+    if connection.vendor == "postgresql":
+        aggregates = (
+            f"COUNT(*), COUNT(*) FILTER (WHERE outcome = 'skipped'), "
+            f"ARRAY_AGG(run_id) FILTER (WHERE {failed}), ARRAY_AGG(job) FILTER (WHERE {failed}), "
+            f"BOOL_OR(flaky_reruns > 0), MAX(run_id)"
+        )
+    else:
+        aggregates = (
+            f"COUNT(*), SUM(CASE WHEN outcome = 'skipped' THEN 1 ELSE 0 END), "
+            f"JSON_GROUP_ARRAY(CASE WHEN {failed} THEN run_id END), "
+            f"JSON_GROUP_ARRAY(CASE WHEN {failed} THEN job END), "
+            f"MAX(flaky_reruns > 0), MAX(run_id)"
+        )
+    summaries: dict[int, TestSummary] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT test_id, {aggregates} FROM {table} WHERE {where} GROUP BY test_id", params
+        )
+        for test_pk, results, skipped, runs, jobs, reruns, latest in cursor.fetchall():
+            if connection.vendor != "postgresql":
+                runs, jobs = _json_list(runs), _json_list(jobs)
+            failed_in = list(zip(runs or (), jobs or (), strict=True))
+            summaries[test_pk] = TestSummary(
+                results=results,
+                skipped=int(skipped or 0),
+                failed_in=[(r, j) for r, j in failed_in if r is not None],
+                reruns=bool(reruns),
+                latest_run=latest,
+            )
+    return summaries
+
+
+def _json_list(value: str | None) -> list:
+    return json.loads(value) if value else []

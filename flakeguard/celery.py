@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from celery.schedules import crontab
 from kombu import Queue as KombuQueue
 
 from flakeguard.queues import Queue
@@ -22,6 +23,7 @@ app.conf.task_routes = {
     "ingest.*": {"queue": Queue.RUNS_INGEST.value},
     "analysis.analyze_run": {"queue": Queue.RUNS_ANALYZE.value},
     "analysis.recompute_repo": {"queue": Queue.TESTS_RECOMPUTE.value},
+    "analysis.schedule_recomputes": {"queue": Queue.TESTS_RECOMPUTE.value},
     "polling.*": {"queue": Queue.POLLING.value},
     "flakeguard.*": {"queue": Queue.POLLING.value},
 }
@@ -30,5 +32,12 @@ app.conf.beat_schedule = {
     # or whose worker died holding the lease. Every 30 s keeps retries prompt
     # while costing one indexed query.
     "sweep-jobs": {"task": "flakeguard.sweep_jobs", "schedule": 30.0},
+    # Rescore every repository from its whole history once a night (03:17 UTC,
+    # off the hour when CI is quiet), so scores that runs-analyze advanced
+    # incrementally are brought back to exactly what the history says.
+    "nightly-recompute": {
+        "task": "analysis.schedule_recomputes",
+        "schedule": crontab(hour=3, minute=17),
+    },
 }
 app.autodiscover_tasks()

@@ -45,6 +45,10 @@ class TransientJobError(Exception):
     """The job may succeed later (network, rate limit, lock contention); retried with backoff."""
 
 
+class LeaseLostError(Exception):
+    """A later claim owns the job now: this attempt must stop without recording anything."""
+
+
 # Errors that say "try again later". Anything else is a bug or bad input, and a
 # retry would only repeat it, so it goes to the dead-letter state at once.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
@@ -163,6 +167,9 @@ def run_job(job_id: int, service: JobService) -> None:
         return
     try:
         result = service(job)
+    except LeaseLostError:
+        _log_lost_lease(job, "progress")
+        return
     except TRANSIENT_ERRORS as exc:
         _record_transient_failure(job, exc)
     except PermanentJobError as exc:
@@ -181,6 +188,23 @@ def run_job(job_id: int, service: JobService) -> None:
             _finish_dead(job, f"result could not be recorded: {_describe(exc)}")
         else:
             _finish_succeeded(job, result)
+
+
+def checkpoint(job: Job, progress: dict[str, Any]) -> None:
+    """Save a long job's progress and renew its lease, inside the batch's transaction.
+
+    Raises LeaseLostError when the lease has gone to a later claim (this worker
+    stalled past it), so that the batch rolls back and the new owner carries on.
+    """
+    now = timezone.now()
+    updated = _held_by(job).update(
+        progress=progress,
+        lease_expires_at=now + timedelta(seconds=settings.FLAKEGUARD_JOB_LEASE_SECONDS),
+        updated_at=now,
+    )
+    if not updated:
+        raise LeaseLostError(f"job {job.pk}: lease lost to a later claim")
+    job.progress = progress
 
 
 def backoff_seconds(attempts: int, *, rng: random.Random | None = None) -> float:

@@ -33,6 +33,9 @@ class Job(models.Model):
     state = models.CharField(max_length=16, choices=JobState.choices, default=JobState.PENDING)
     payload = models.JSONField(default=dict, blank=True)
     result = models.JSONField(default=dict, blank=True)
+    # Where a long job has got to ({"done": …, "total": …, "cursor": …}), saved
+    # with each batch so that a new attempt resumes instead of starting over.
+    progress = models.JSONField(default=dict, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     max_attempts = models.PositiveIntegerField(default=5)
     next_attempt_at = models.DateTimeField()

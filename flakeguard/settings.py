@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "django_prometheus",
     "flakeguard",
     "ingest",
+    "analysis",
 ]
 
 MIDDLEWARE = [
@@ -136,6 +137,9 @@ CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 25 * 60)
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 30 * 60)
 # A claimed job's lease outlives the hard time limit, so a lease only expires
 # when the worker that held it is gone.
+# Tests rescored per transaction by tests-recompute; each batch commits with the
+# job's progress, so a restarted recompute repeats at most one batch.
+FLAKEGUARD_RECOMPUTE_BATCH_SIZE = env_int("FLAKEGUARD_RECOMPUTE_BATCH_SIZE", 2000)
 FLAKEGUARD_JOB_LEASE_SECONDS = env_int(
     "FLAKEGUARD_JOB_LEASE_SECONDS", CELERY_TASK_TIME_LIMIT + 5 * 60
 )

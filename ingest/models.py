@@ -46,6 +46,9 @@ class WorkflowRun(models.Model):
     files_count = models.PositiveIntegerField(default=0)
     # [{"path": ..., "error": ...}] for every file refused; the rest of the run is stored.
     file_errors = models.JSONField(default=list, blank=True)
+    # Set once the run's results are in the test scores (by its analyze job or
+    # a full recompute): the guard that applies each run to the scores once.
+    analyzed_at = models.DateTimeField(null=True, blank=True)
     # {job label: [results, failures]}, counted as the results are written, so
     # that scoring can tell an outage (many tests failing in one job at once)
     # without reading every result. Null for runs stored before it existed.

@@ -23,6 +23,8 @@ from typing import BinaryIO
 from django.conf import settings
 from django.db import transaction
 
+from flakeguard.jobs import enqueue_job
+from flakeguard.models import JobKind
 from ingest import bulk
 from ingest.archives import ArchiveError, ArchiveLimits, iter_junit_members
 from ingest.identity import failure_fingerprint, test_identity
@@ -122,6 +124,10 @@ def store_run(*, run: RunInfo, files: Iterable[RunFile]) -> StoreOutcome:
             files_count=outcome.files_stored,
             file_errors=outcome.files_refused,
             job_loads=writer.final_job_loads(),
+        )
+        # Scoring the run's tests is the next step; queued with the run it follows.
+        enqueue_job(
+            kind=JobKind.ANALYZE_RUN, dedup_key=f"analyze:{run_pk}", payload={"run_pk": run_pk}
         )
         transaction.on_commit(writer.publish_identities)
     outcome.seconds = time.perf_counter() - started

@@ -10,6 +10,9 @@ from analysis.scoring.verdict import (
     Verdict,
     advance_clean,
     describe_event,
+    failure_discount,
+    is_outage_casualty,
+    quiet_verdict,
     score_test,
 )
 
@@ -26,5 +29,8 @@ __all__ = [
     "Verdict",
     "advance_clean",
     "describe_event",
+    "failure_discount",
+    "is_outage_casualty",
+    "quiet_verdict",
     "score_test",
 ]

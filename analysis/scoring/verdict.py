@@ -61,6 +61,7 @@ class Verdict:
     pending: bool = False
     flaky_since: str | None = None
     last_failure_at: str | None = None
+    latest_result_at: str | None = None
     components: dict[str, Any] = field(default_factory=dict)
     evidence: list[dict[str, Any]] = field(default_factory=list)
 
@@ -121,6 +122,7 @@ def advance_clean(
     passes: int,
     skipped: int = 0,
     ignored_failures: int = 0,
+    latest_result_at: str | None = None,
     settings: ScoringSettings,
 ) -> Verdict:
     """The verdict after more results that add no evidence, without the history.
@@ -152,8 +154,56 @@ def advance_clean(
         pending=False,
         flaky_since=verdict.flaky_since if status == FLAKY else None,
         last_failure_at=verdict.last_failure_at,
+        latest_result_at=latest_result_at or verdict.latest_result_at,
         components=components,
         evidence=verdict.evidence,
+    )
+
+
+def failure_discount(
+    context: HistoryContext,
+    settings: ScoringSettings,
+    run_pk: int,
+    job: str,
+    *,
+    own_failure: bool = True,
+) -> float:
+    """How much a failure in this job of this run counts (1.0: fully; near 0: an outage)."""
+    load = context.loads.get((run_pk, job))
+    if load is None:
+        return 1.0
+    excess = load.failures - (1 if own_failure else 0) - context.usual_failures.get(job, 0.0)
+    if excess <= 0:
+        return 1.0
+    return 1.0 / (1.0 + excess / settings.mass_failure_scale)
+
+
+def is_outage_casualty(
+    context: HistoryContext, settings: ScoringSettings, run_pk: int, job: str
+) -> bool:
+    """A failure that coincided with so many others that it is ignored."""
+    return failure_discount(context, settings, run_pk, job) < settings.mass_failure_cutoff
+
+
+def quiet_verdict(
+    *,
+    results: int,
+    failures: int,
+    skipped: int,
+    latest_result_at: str | None,
+    settings: ScoringSettings,
+) -> Verdict:
+    """The verdict of a test with no evidence: never failed, or only as an outage casualty."""
+    judged = results - skipped
+    components: dict[str, Any] = {"outage_failures": failures, "skipped": skipped}
+    return Verdict(
+        status=NEW if judged < settings.min_results else STABLE,
+        score=0.0,
+        results=results,
+        failures=failures,
+        half_life=float(settings.min_half_life),
+        latest_result_at=latest_result_at,
+        components=components,
     )
 
 
@@ -182,7 +232,7 @@ class _Walk:
 
     def __init__(self, context: HistoryContext, settings: ScoringSettings) -> None:
         self.context, self.settings = context, settings
-        self.discounts: dict[tuple[int, str], float] = {}
+        self.discounts: dict[tuple[int, str, bool], float] = {}
         self.results = self.failures = self.skipped = self.ignored = 0
         # Indexes (in time order) of passing results, and of all results that
         # count, per job: recency is measured in the jobs where the test flaked.
@@ -194,23 +244,20 @@ class _Walk:
         self.fingerprints: set[str] = set()
         self.failed_branches: dict[str, None] = {}
         self.last_failure: RunMeta | None = None
+        self.latest: RunMeta | None = None
 
     def discount(self, run_pk: int, job: str, own_failure: bool) -> float:
-        key = (run_pk, job)
+        key = (run_pk, job, own_failure)
         value = self.discounts.get(key)
         if value is None:
-            load = self.context.loads.get(key)
-            value = 1.0
-            if load is not None:
-                usual = self.context.usual_failures.get(job, 0.0)
-                excess = load.failures - (1 if own_failure else 0) - usual
-                if excess > 0:
-                    value = 1.0 / (1.0 + excess / self.settings.mass_failure_scale)
-            self.discounts[key] = value
+            value = self.discounts[key] = failure_discount(
+                self.context, self.settings, run_pk, job, own_failure=own_failure
+            )
         return value
 
     def add(self, index: int, row: ResultRow, run: RunMeta) -> None:
         self.results += 1
+        self.latest = run
         outcome = row.outcome
         if outcome == "skipped":
             self.skipped += 1
@@ -467,6 +514,7 @@ class _Walk:
             pending=pending or bool(streak_jobs),
             flaky_since=flaky_since if status == FLAKY else None,
             last_failure_at=self.last_failure.started_iso if self.last_failure else None,
+            latest_result_at=self.latest.started_iso if self.latest else None,
             components=components,
             evidence=[e.detail for e in events[-_EVIDENCE_KEPT:]][::-1],
         )

@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class AnalysisConfig(AppConfig):
+    name = "analysis"
+    verbose_name = "Analysis"
+
+    def ready(self) -> None:
+        from analysis import tasks  # noqa: F401  (registers runs-analyze and tests-recompute)

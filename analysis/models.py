@@ -1,0 +1,99 @@
+"""What analysis keeps: each test's verdict, quarantines, per-repository scoring settings.
+
+``TestScore`` is derived data, rebuilt by a recompute at any time; ``Quarantine``
+and ``ScoringConfig`` are decisions people make and are never recomputed.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from analysis.scoring import ScoringSettings
+from ingest.models import Repository, TestCase
+
+
+class TestStatus(models.TextChoices):
+    FLAKY = "flaky", "flaky"
+    FAILING = "failing", "failing"
+    STABLE = "stable", "stable"
+    NEW = "new", "new"
+    QUARANTINED = "quarantined", "quarantined"
+
+
+class TestScore(models.Model):
+    """The current verdict on one test, with the components and evidence behind it."""
+
+    __test__ = False  # not a pytest test class
+
+    test = models.OneToOneField(
+        TestCase, on_delete=models.CASCADE, primary_key=True, related_name="score"
+    )
+    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="scores")
+    # What the evidence says; "quarantined" is a person's decision and lives
+    # in Quarantine, so a recompute never overwrites it.
+    verdict = models.CharField(max_length=16, choices=TestStatus.choices)
+    score = models.FloatField(default=0.0)
+    results = models.PositiveIntegerField(default=0)
+    failures = models.PositiveIntegerField(default=0)
+    # Kept so that clean results can update the score without the history.
+    evidence_weight = models.FloatField(default=0.0)
+    half_life = models.FloatField(default=0.0)
+    clean_since = models.PositiveIntegerField(default=0)
+    pending = models.BooleanField(default=False)
+    latest_result_at = models.DateTimeField(null=True, blank=True)
+    flaky_since = models.DateTimeField(null=True, blank=True)
+    last_failure_at = models.DateTimeField(null=True, blank=True)
+    components = models.JSONField(default=dict, blank=True)
+    evidence = models.JSONField(default=list, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [
+            # The flaky report and the dashboard: a repository's tests by verdict, worst first.
+            models.Index(fields=["repository", "verdict", "-score"], name="score_report_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.test}: {self.verdict} ({self.score:.2f})"
+
+
+class Quarantine(models.Model):
+    """A person's decision that a test's failures should not fail the build."""
+
+    test = models.OneToOneField(
+        TestCase, on_delete=models.CASCADE, primary_key=True, related_name="quarantine"
+    )
+    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="quarantines")
+    reason = models.TextField(blank=True)
+    created_by = models.CharField(max_length=255, blank=True, help_text="user or GitHub login")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.test} quarantined by {self.created_by or 'unknown'}"
+
+
+class ScoringConfig(models.Model):
+    """A repository's overrides of the scoring defaults (see ``ScoringSettings``)."""
+
+    repository = models.OneToOneField(
+        Repository, on_delete=models.CASCADE, primary_key=True, related_name="scoring"
+    )
+    overrides = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Only the settings that differ from the defaults, e.g. {"isolated_weight": 0.4}.',
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"scoring of {self.repository}"
+
+    def clean(self) -> None:
+        try:
+            ScoringSettings.from_json(self.overrides)
+        except ValueError as exc:
+            raise ValidationError({"overrides": str(exc)}) from exc
+
+    def settings(self) -> ScoringSettings:
+        return ScoringSettings.from_json(self.overrides)

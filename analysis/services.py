@@ -1,0 +1,376 @@
+"""Analysis services: score the tests of one run, rescore a repository, quarantine tests.
+
+Every write to the scores of a repository happens under its analysis lock
+(``analysis.locks``), so analyze jobs of runs stored at the same time, and a
+recompute running beside them, take turns and lose no update. A run reaches
+the scores exactly once: its ``analyzed_at`` is set in the transaction that
+applies it, and readers leave out runs that are not analyzed yet.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings as django_settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from analysis import loading
+from analysis.locks import lock_repository_analysis
+from analysis.models import Quarantine, ScoringConfig, TestScore
+from analysis.scores import save_verdicts, verdict_of
+from analysis.scoring import (
+    FLAKY,
+    HistoryContext,
+    ScoringSettings,
+    Verdict,
+    advance_clean,
+    is_outage_casualty,
+    quiet_verdict,
+    score_test,
+)
+from flakeguard.jobs import PermanentJobError, checkpoint, enqueue_job
+from flakeguard.models import Job, JobKind, JobState
+from ingest.models import Repository, TestCase, TestResult, WorkflowRun
+
+logger = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[int, int], None]  # (tests done, tests in all)
+
+
+def scoring_settings_for(repository: Repository) -> ScoringSettings:
+    config = ScoringConfig.objects.filter(repository=repository).first()
+    return config.settings() if config else ScoringSettings()
+
+
+# --- runs-analyze -----------------------------------------------------------
+
+
+def analyze_run_job(job: Job) -> dict[str, Any]:
+    """Job body of ``analyze_run``."""
+    try:
+        run_pk = int(job.payload["run_pk"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PermanentJobError(f"malformed analyze payload: {exc!r}") from exc
+    return analyze_run(run_pk=run_pk)
+
+
+def analyze_run(*, run_pk: int) -> dict[str, Any]:
+    """Bring the scores of the tests in this run up to date; cost follows the run's size.
+
+    Tests that only passed (or failed in an outage) and have nothing pending
+    are advanced from their stored state; the others, the few that failed or
+    were waiting on what came next, are rescored from their history.
+    """
+    started = time.perf_counter()
+    with transaction.atomic():
+        run = WorkflowRun.objects.select_related("repository").filter(pk=run_pk).first()
+        if run is None:
+            raise PermanentJobError(f"run {run_pk} does not exist")
+        repository = run.repository
+        lock_repository_analysis(repository.pk)
+        # Re-read under the lock: another worker may have applied it meanwhile.
+        if WorkflowRun.objects.filter(pk=run_pk, analyzed_at__isnull=False).exists():
+            return {"analyzed": False, "reason": "already analyzed", "run_pk": run_pk}
+        settings = scoring_settings_for(repository)
+        context = loading.load_context(repository, including=run_pk)
+        in_run = _results_of_run(run_pk)
+        stored = {
+            score.test_id: score for score in TestScore.objects.filter(test_id__in=list(in_run))
+        }
+        run_meta = context.runs[run_pk]
+        advanced: list[tuple[int, Verdict]] = []
+        rescore: list[int] = []
+        for test_pk, outcomes in in_run.items():
+            score = stored.get(test_pk)
+            quiet = _quiet_outcomes(outcomes, context, settings, run_pk)
+            if (
+                score is None
+                or score.pending
+                or quiet is None
+                or (
+                    score.latest_result_at
+                    and score.latest_result_at.timestamp() > run_meta.started_at
+                )
+            ):
+                rescore.append(test_pk)
+                continue
+            passes, skipped, ignored = quiet
+            advanced.append(
+                (
+                    test_pk,
+                    advance_clean(
+                        verdict_of(score),
+                        passes=passes,
+                        skipped=skipped,
+                        ignored_failures=ignored,
+                        latest_result_at=run_meta.started_iso,
+                        settings=settings,
+                    ),
+                )
+            )
+        leaving_out = loading.unanalyzed_run_pks(repository, besides=run_pk)
+        rescored = [
+            (test_pk, score_test(rows, context, settings))
+            for test_pk, rows in loading.iter_histories(rescore, leaving_out=leaving_out)
+        ]
+        save_verdicts(repository.pk, [*advanced, *rescored])
+        WorkflowRun.objects.filter(pk=run_pk).update(analyzed_at=timezone.now())
+    flaky = sum(1 for _, v in rescored if v.status == FLAKY) + sum(
+        1 for _, v in advanced if v.status == FLAKY
+    )
+    seconds = time.perf_counter() - started
+    logger.info(
+        "%s run %s attempt %s analyzed: %s tests (%s rescored), %s flaky among them, %.2fs",
+        repository.full_name,
+        run.run_id,
+        run.run_attempt,
+        len(in_run),
+        len(rescored),
+        flaky,
+        seconds,
+    )
+    return {
+        "analyzed": True,
+        "run_pk": run_pk,
+        "tests": len(in_run),
+        "rescored": len(rescored),
+        "advanced": len(advanced),
+        "flaky_in_run": flaky,
+        "seconds": round(seconds, 3),
+    }
+
+
+def _results_of_run(run_pk: int) -> dict[int, list[tuple[str, str, int]]]:
+    """{test pk: [(outcome, job, flaky reruns), …]} of one run."""
+    table = TestResult._meta.db_table
+    tests: dict[int, list[tuple[str, str, int]]] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT test_id, outcome, job, flaky_reruns FROM {table} WHERE run_id = %s", [run_pk]
+        )
+        for test_pk, outcome, job, reruns in cursor.fetchall():
+            tests.setdefault(test_pk, []).append((outcome, job, reruns))
+    return tests
+
+
+def _quiet_outcomes(
+    outcomes: list[tuple[str, str, int]],
+    context: HistoryContext,
+    settings: ScoringSettings,
+    run_pk: int,
+) -> tuple[int, int, int] | None:
+    """(passes, skips, ignored outage failures) when these results add no evidence, else None."""
+    passes = skipped = ignored = 0
+    for outcome, job, reruns in outcomes:
+        if reruns:
+            return None
+        if outcome == "passed":
+            passes += 1
+        elif outcome == "skipped":
+            skipped += 1
+        elif is_outage_casualty(context, settings, run_pk, job):
+            ignored += 1
+        else:
+            return None
+    return passes, skipped, ignored
+
+
+# --- tests-recompute --------------------------------------------------------
+
+
+def recompute_repository_job(job: Job) -> dict[str, Any]:
+    """Job body of ``recompute_repo``: resumes from the job's saved progress."""
+    try:
+        repository = Repository.objects.get(pk=int(job.payload["repository_id"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PermanentJobError(f"malformed recompute payload: {exc!r}") from exc
+    except Repository.DoesNotExist as exc:
+        raise PermanentJobError(f"repository {job.payload['repository_id']} is gone") from exc
+    return recompute_repository(repository=repository, job=job)
+
+
+def recompute_repository(
+    *,
+    repository: Repository,
+    job: Job | None = None,
+    batch_size: int | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> dict[str, Any]:
+    """Rescore every test of the repository from its whole history, batch by batch.
+
+    Each batch commits with the job's progress, so a recompute interrupted by a
+    crash or a restart carries on from the last batch. Runs stored but not yet
+    analyzed are taken in at the start (their analyze jobs then have nothing to do).
+    """
+    started = time.perf_counter()
+    batch_size = batch_size or django_settings.FLAKEGUARD_RECOMPUTE_BATCH_SIZE
+    progress: dict[str, Any] = dict(job.progress) if job else {}
+    if "cursor" not in progress:
+        with transaction.atomic():
+            lock_repository_analysis(repository.pk)
+            taken_in = WorkflowRun.objects.filter(
+                repository=repository, analyzed_at__isnull=True
+            ).update(analyzed_at=timezone.now())
+            progress = {
+                "cursor": 0,
+                "done": 0,
+                "total": TestCase.objects.filter(repository=repository).count(),
+                "flaky": 0,
+                "runs_taken_in": taken_in,
+            }
+            if job:
+                checkpoint(job, progress)
+    settings = scoring_settings_for(repository)
+    report = on_progress or (lambda done, total: None)
+    report(progress["done"], progress["total"])
+    while True:
+        with transaction.atomic():
+            lock_repository_analysis(repository.pk)
+            test_pks = list(
+                TestCase.objects.filter(repository=repository, pk__gt=progress["cursor"])
+                .order_by("pk")
+                .values_list("pk", flat=True)[:batch_size]
+            )
+            if not test_pks:
+                break
+            verdicts = _score_batch(repository, test_pks, settings)
+            save_verdicts(repository.pk, verdicts)
+            progress = {
+                **progress,
+                "cursor": test_pks[-1],
+                "done": progress["done"] + len(test_pks),
+                "total": max(progress["total"], progress["done"] + len(test_pks)),
+                "flaky": progress["flaky"] + sum(1 for _, v in verdicts if v.status == FLAKY),
+            }
+            if job:
+                checkpoint(job, progress)
+        report(progress["done"], progress["total"])
+    seconds = time.perf_counter() - started
+    logger.info(
+        "%s recomputed: %s tests, %s flaky, %.1fs",
+        repository.full_name,
+        progress["done"],
+        progress["flaky"],
+        seconds,
+    )
+    return {
+        "repository": repository.full_name,
+        "tests": progress["done"],
+        "flaky": progress["flaky"],
+        "runs_taken_in": progress.get("runs_taken_in", 0),
+        "seconds": round(seconds, 3),
+    }
+
+
+def _score_batch(
+    repository: Repository, test_pks: list[int], settings: ScoringSettings
+) -> list[tuple[int, Verdict]]:
+    """Verdicts for a batch of tests: a summary pass for all, full histories for the few that failed."""
+    context = loading.load_context(repository)
+    leaving_out = loading.unanalyzed_run_pks(repository)
+    summaries = loading.summarize_tests(test_pks[0], test_pks[-1], leaving_out=leaving_out)
+    verdicts: list[tuple[int, Verdict]] = []
+    full: list[int] = []
+    for test_pk, summary in summaries.items():
+        if summary.reruns or any(
+            not is_outage_casualty(context, settings, run_pk, job)
+            for run_pk, job in summary.failed_in
+        ):
+            full.append(test_pk)
+            continue
+        latest = context.runs.get(summary.latest_run)
+        verdicts.append(
+            (
+                test_pk,
+                quiet_verdict(
+                    results=summary.results,
+                    failures=len(summary.failed_in),
+                    skipped=summary.skipped,
+                    latest_result_at=latest.started_iso if latest else None,
+                    settings=settings,
+                ),
+            )
+        )
+    for test_pk, rows in loading.iter_histories(full, leaving_out=leaving_out):
+        verdicts.append((test_pk, score_test(rows, context, settings)))
+    return verdicts
+
+
+# --- enqueueing -------------------------------------------------------------
+
+
+def enqueue_recompute(*, repository: Repository, reason: str) -> tuple[Job, bool]:
+    """A recompute job for the repository, unless one is already waiting or running."""
+    with transaction.atomic():
+        # A row lock, not the analysis lock: enqueueing need not wait for an analysis.
+        Repository.objects.select_for_update().filter(pk=repository.pk).first()
+        existing = (
+            Job.objects.filter(
+                kind=JobKind.RECOMPUTE_REPO,
+                state__in=[JobState.PENDING, JobState.RUNNING],
+                payload__repository_id=repository.pk,
+            )
+            .order_by("pk")
+            .first()
+        )
+        if existing is not None:
+            return existing, False
+        stamp = timezone.now().strftime("%Y%m%dT%H%M%S.%f")
+        return enqueue_job(
+            kind=JobKind.RECOMPUTE_REPO,
+            dedup_key=f"recompute:{repository.pk}:{stamp}",
+            payload={"repository_id": repository.pk, "reason": reason},
+        )
+
+
+def schedule_recomputes() -> int:
+    """Beat's nightly fan-out: one recompute job per repository."""
+    return sum(
+        enqueue_recompute(repository=repository, reason="nightly")[1]
+        for repository in Repository.objects.all()
+    )
+
+
+def update_scoring_settings(*, repository: Repository, overrides: dict[str, Any]) -> Job:
+    """Change a repository's scoring settings and rescore it with them."""
+    ScoringSettings.from_json(overrides)  # ValueError names the bad key
+    with transaction.atomic():
+        ScoringConfig.objects.update_or_create(
+            repository=repository, defaults={"overrides": overrides}
+        )
+        job, _ = enqueue_recompute(repository=repository, reason="scoring settings changed")
+    return job
+
+
+# --- quarantine -------------------------------------------------------------
+
+
+def quarantine_tests(
+    *, tests: list[TestCase], created_by: str, reason: str = ""
+) -> list[Quarantine]:
+    """Quarantine these tests (already quarantined ones keep their first record)."""
+    made = []
+    with transaction.atomic():
+        for test in tests:
+            quarantine, created = Quarantine.objects.get_or_create(
+                test=test,
+                defaults={
+                    "repository_id": test.repository_id,
+                    "created_by": created_by,
+                    "reason": reason,
+                },
+            )
+            if created:
+                logger.info("%s quarantined by %s", test, created_by or "unknown")
+            made.append(quarantine)
+    return made
+
+
+def release_tests(*, tests: list[TestCase]) -> int:
+    """Take these tests out of quarantine; returns how many were in it."""
+    deleted, _ = Quarantine.objects.filter(test__in=tests).delete()
+    return deleted

@@ -5,57 +5,35 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
+from analysis.database import upsert_scores
 from analysis.models import TestScore
 from analysis.scoring import Verdict
 
-_UPDATED_FIELDS = [
-    "repository",
-    "verdict",
-    "score",
-    "results",
-    "failures",
-    "evidence_weight",
-    "half_life",
-    "clean_since",
-    "pending",
-    "latest_result_at",
-    "flaky_since",
-    "last_failure_at",
-    "components",
-    "evidence",
-    "updated_at",
-]
-
 
 def save_verdicts(repository_id: int, verdicts: Iterable[tuple[int, Verdict]]) -> int:
-    """Insert or replace the scores of these tests in set-based statements; returns how many."""
+    """Insert or replace the scores of these tests; returns how many."""
     rows = [
-        TestScore(
-            test_id=test_pk,
-            repository_id=repository_id,
-            verdict=verdict.status,
-            score=verdict.score,
-            results=verdict.results,
-            failures=verdict.failures,
-            evidence_weight=verdict.evidence_weight,
-            half_life=verdict.half_life,
-            clean_since=verdict.clean_since,
-            pending=verdict.pending,
-            latest_result_at=_when(verdict.latest_result_at),
-            flaky_since=_when(verdict.flaky_since),
-            last_failure_at=_when(verdict.last_failure_at),
-            components=verdict.components,
-            evidence=verdict.evidence,
+        (
+            test_pk,
+            repository_id,
+            verdict.status,
+            verdict.score,
+            verdict.results,
+            verdict.failures,
+            verdict.evidence_weight,
+            verdict.half_life,
+            verdict.clean_since,
+            verdict.pending,
+            _when(verdict.latest_result_at),
+            _when(verdict.flaky_since),
+            _when(verdict.last_failure_at),
+            verdict.components,
+            verdict.evidence,
         )
         for test_pk, verdict in verdicts
     ]
-    TestScore.objects.bulk_create(
-        rows,
-        batch_size=1000,
-        update_conflicts=True,
-        unique_fields=["test"],
-        update_fields=_UPDATED_FIELDS,
-    )
+    for start in range(0, len(rows), 5000):
+        upsert_scores(rows[start : start + 5000])
     return len(rows)
 
 

@@ -19,7 +19,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from analysis import loading
-from analysis.locks import lock_repository_analysis
+from analysis.database import lock_repository_analysis
 from analysis.models import Quarantine, ScoringConfig, TestScore
 from analysis.scores import save_verdicts, verdict_of
 from analysis.scoring import (
@@ -82,6 +82,9 @@ def analyze_run(*, run_pk: int) -> dict[str, Any]:
             score.test_id: score for score in TestScore.objects.filter(test_id__in=list(in_run))
         }
         run_meta = context.runs[run_pk]
+        # A pass on a commit where the test failed before makes that commit
+        # "failed and passed": new evidence, so those tests get a full look.
+        failed_on_commit = _tests_failed_on_commit(run)
         advanced: list[tuple[int, Verdict]] = []
         rescore: list[int] = []
         for test_pk, outcomes in in_run.items():
@@ -91,9 +94,12 @@ def analyze_run(*, run_pk: int) -> dict[str, Any]:
                 score is None
                 or score.pending
                 or quiet is None
+                or test_pk in failed_on_commit
+                # A run older than the test's last failure (a backfill, a late
+                # re-run attempt) lands inside the evidence, not after it.
                 or (
-                    score.latest_result_at
-                    and score.latest_result_at.timestamp() > run_meta.started_at
+                    score.last_failure_at is not None
+                    and score.last_failure_at.timestamp() > run_meta.started_at
                 )
             ):
                 rescore.append(test_pk)
@@ -157,19 +163,41 @@ def _results_of_run(run_pk: int) -> dict[int, list[tuple[str, str, int]]]:
     return tests
 
 
+def _tests_failed_on_commit(run: WorkflowRun) -> set[int]:
+    """Tests that failed in the other analyzed runs of this run's commit."""
+    others = list(
+        WorkflowRun.objects.filter(
+            repository_id=run.repository_id, sha=run.sha, analyzed_at__isnull=False
+        )
+        .exclude(pk=run.pk)
+        .values_list("pk", flat=True)
+    )
+    if not others:
+        return set()
+    table = TestResult._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT DISTINCT test_id FROM {table} WHERE run_id IN "
+            f"({', '.join(['%s'] * len(others))}) AND outcome IN ('failed', 'error')",
+            others,
+        )
+        return {test_pk for (test_pk,) in cursor.fetchall()}
+
+
 def _quiet_outcomes(
     outcomes: list[tuple[str, str, int]],
     context: HistoryContext,
     settings: ScoringSettings,
     run_pk: int,
-) -> tuple[int, int, int] | None:
-    """(passes, skips, ignored outage failures) when these results add no evidence, else None."""
-    passes = skipped = ignored = 0
+) -> tuple[dict[str, int], int, int] | None:
+    """(passes per job, skips, ignored outage failures) when these results add no evidence."""
+    passes: dict[str, int] = {}
+    skipped = ignored = 0
     for outcome, job, reruns in outcomes:
         if reruns:
             return None
         if outcome == "passed":
-            passes += 1
+            passes[job] = passes.get(job, 0) + 1
         elif outcome == "skipped":
             skipped += 1
         elif is_outage_casualty(context, settings, run_pk, job):

@@ -119,7 +119,7 @@ def score_test(
 def advance_clean(
     verdict: Verdict,
     *,
-    passes: int,
+    passes: dict[str, int],
     skipped: int = 0,
     ignored_failures: int = 0,
     latest_result_at: str | None = None,
@@ -127,29 +127,40 @@ def advance_clean(
 ) -> Verdict:
     """The verdict after more results that add no evidence, without the history.
 
-    Only valid when ``verdict.pending`` is false and the new results are passes,
-    skips or failures ignored as outage casualties.
+    ``passes`` counts the new passing results per job. Only valid when
+    ``verdict.pending`` is false and the new results are passes, skips or
+    failures ignored as outage casualties, none on a commit the test failed on.
     """
     assert not verdict.pending
-    clean_since = verdict.clean_since + passes
-    score = _decayed(verdict.evidence_weight, clean_since, verdict.half_life)
-    results = verdict.results + passes + skipped + ignored_failures
+    recency = verdict.components.get("recency") or {}
+    flaky_jobs = recency.get("jobs") or []
+    counted = sum(count for job, count in passes.items() if job in flaky_jobs)
+    clean_since = verdict.clean_since + counted
+    judged = int(recency.get("judged", 0)) + counted
+    half_life = verdict.half_life
+    if verdict.evidence_weight > 0:
+        half_life = _half_life(settings, judged, int(recency.get("event_points", 1)))
+    score = _decayed(verdict.evidence_weight, clean_since, half_life)
+    results = verdict.results + sum(passes.values()) + skipped + ignored_failures
     status = verdict.status
     if status in (FLAKY, NEW, STABLE):
         status = _status_without_streak(score, results - _skipped(verdict) - skipped, settings)
     components = dict(verdict.components)
-    components["recency"] = _recency(clean_since, verdict.half_life, verdict.evidence_weight)
+    components["recency"] = _recency(
+        clean_since, half_life, verdict.evidence_weight, flaky_jobs, judged,
+        int(recency.get("event_points", 0)),
+    )  # fmt: skip
     if ignored_failures:
         components["outage_failures"] = components.get("outage_failures", 0) + ignored_failures
     if skipped:
         components["skipped"] = _skipped(verdict) + skipped
     return Verdict(
         status=status,
-        score=score,
+        score=round(score, 6),
         results=results,
         failures=verdict.failures + ignored_failures,
         evidence_weight=verdict.evidence_weight,
-        half_life=verdict.half_life,
+        half_life=half_life,
         clean_since=clean_since,
         pending=False,
         flaky_since=verdict.flaky_since if status == FLAKY else None,
@@ -271,6 +282,7 @@ class _Walk:
         if row.flaky_reruns and not failed:
             weight = self.settings.rerun_weight * self.discount(row.run_pk, row.job, False)
             if weight >= self.settings.rerun_weight * self.settings.mass_failure_cutoff:
+                self.last_failure = run  # it did fail, before its rerun passed
                 self.events.append(
                     _Event(
                         "rerun",
@@ -449,23 +461,18 @@ class _Walk:
         events = sorted(self.events, key=lambda e: e.index)
         total = sum(e.weight for e in events)
         half_life = float(settings.min_half_life)
-        clean_since = 0
+        clean_since = judged = event_points = 0
         flaky_since: str | None = None
+        flaky_jobs: list[str] = []
         if events:
             # Counted in the jobs the test flaked in: a flake of one matrix job
             # is not forgiven by passes in the others.
-            flaky_jobs = {e.job for e in events}
-            judged_at = sorted(i for job in flaky_jobs for i in self.judged_at.get(job, ()))
+            flaky_jobs = sorted({e.job for e in events})
+            judged = sum(len(self.judged_at.get(job, ())) for job in flaky_jobs)
             passed_at = sorted(i for job in flaky_jobs for i in self.passed_at.get(job, ()))
             last = events[-1].index
-            # How long the test used to go without flaking: its results over its
-            # events, the clean ones since the last event included, so that a
-            # rare flake is not taken for fixed after a lucky stretch.
-            mean_gap = max(1, len(judged_at)) / len({e.index for e in events})
-            half_life = min(
-                float(settings.max_half_life),
-                max(float(settings.min_half_life), settings.half_life_gaps * mean_gap),
-            )
+            event_points = len({e.index for e in events})
+            half_life = _half_life(settings, judged, event_points)
             clean_since = len(passed_at) - _count_upto(passed_at, last)
             flaky_since = self._flaky_since(events, half_life, passed_at)
         score = _decayed(total, clean_since, half_life)
@@ -488,7 +495,9 @@ class _Walk:
         }  # fmt: skip
         components.update(
             {
-                "recency": _recency(clean_since, half_life, total),
+                "recency": _recency(
+                    clean_since, half_life, total, flaky_jobs, judged, event_points
+                ),
                 "failure_rate": round(self.failures / judged, 4) if judged else 0.0,
                 "transitions": transitions,
                 "failure_streaks": {"count": streaks, "longest": longest},
@@ -554,13 +563,35 @@ def _decayed(total: float, clean_since: int, half_life: float) -> float:
     return strength * 0.5 ** (clean_since / half_life) if half_life > 0 else strength
 
 
-def _recency(clean_since: int, half_life: float, total: float) -> dict[str, Any]:
+def _half_life(settings: ScoringSettings, judged: int, event_points: int) -> float:
+    """How many clean results halve the score.
+
+    A multiple of how long the test used to go without flaking: its results in
+    the jobs it flaked in over its events, the clean ones since the last event
+    included, so that a rare flake is not taken for fixed after a lucky stretch.
+    """
+    mean_gap = max(1, judged) / max(1, event_points)
+    return min(
+        float(settings.max_half_life),
+        max(float(settings.min_half_life), settings.half_life_gaps * mean_gap),
+    )
+
+
+def _recency(
+    clean_since: int,
+    half_life: float,
+    total: float,
+    jobs: list[str],
+    judged: int,
+    event_points: int,
+) -> dict[str, Any]:
     return {
         "clean_since": clean_since,
         "half_life": round(half_life, 1),
-        "factor": round(0.5 ** (clean_since / half_life), 4)
-        if total > 0 and half_life > 0
-        else 1.0,
+        "factor": round(0.5 ** (clean_since / half_life), 4) if total > 0 else 1.0,
+        "jobs": jobs,
+        "judged": judged,
+        "event_points": event_points,
     }
 
 

@@ -51,7 +51,7 @@ class ScoringSettings:
     #: branch) all failed, at least this many of them, and more than the test's
     #: own flake rate makes likely (1% chance).
     failing_streak: int = 3
-    #: new: fewer results than this and nothing else to say.
+    #: new: seen in fewer results than this (skips included) and nothing else to say.
     min_results: int = 10
 
     @classmethod

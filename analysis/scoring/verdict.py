@@ -144,7 +144,7 @@ def advance_clean(
     results = verdict.results + sum(passes.values()) + skipped + ignored_failures
     status = verdict.status
     if status in (FLAKY, NEW, STABLE):
-        status = _status_without_streak(score, results - _skipped(verdict) - skipped, settings)
+        status = _status_without_streak(score, results, settings)
     components = dict(verdict.components)
     components["recency"] = _recency(
         clean_since, half_life, verdict.evidence_weight, flaky_jobs, judged,
@@ -205,10 +205,9 @@ def quiet_verdict(
     settings: ScoringSettings,
 ) -> Verdict:
     """The verdict of a test with no evidence: never failed, or only as an outage casualty."""
-    judged = results - skipped
     components: dict[str, Any] = {"outage_failures": failures, "skipped": skipped}
     return Verdict(
-        status=NEW if judged < settings.min_results else STABLE,
+        status=NEW if results < settings.min_results else STABLE,
         score=0.0,
         results=results,
         failures=failures,
@@ -477,7 +476,7 @@ class _Walk:
             flaky_since = self._flaky_since(events, half_life, passed_at)
         score = _decayed(total, clean_since, half_life)
         judged = self.results - self.skipped
-        status = FAILING if streak_jobs else _status_without_streak(score, judged, settings)
+        status = FAILING if streak_jobs else _status_without_streak(score, self.results, settings)
         counts: dict[str, list[float]] = {}
         for e in events:
             entry = counts.setdefault(e.kind, [0, 0.0])
@@ -546,10 +545,10 @@ class _Walk:
         return since
 
 
-def _status_without_streak(score: float, judged: int, settings: ScoringSettings) -> str:
+def _status_without_streak(score: float, results: int, settings: ScoringSettings) -> str:
     if score >= settings.flaky_threshold:
         return FLAKY
-    return NEW if judged < settings.min_results else STABLE
+    return NEW if results < settings.min_results else STABLE
 
 
 def _skipped(verdict: Verdict) -> int:

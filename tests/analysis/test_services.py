@@ -1,0 +1,283 @@
+"""Analysis services on PostgreSQL: runs-analyze, tests-recompute, the repository lock, quarantine."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from django.db import connection, transaction
+from django.utils import timezone
+
+from analysis.database import lock_repository_analysis
+from analysis.models import Quarantine, ScoringConfig, TestScore
+from analysis.services import (
+    analyze_run,
+    enqueue_recompute,
+    quarantine_tests,
+    recompute_repository,
+    release_tests,
+    update_scoring_settings,
+)
+from flakeguard.jobs import claim_job, run_job
+from flakeguard.models import Job, JobKind, JobState
+from ingest.models import Repository, TestCase, WorkflowRun
+from ingest.runs import RunFile, RunInfo
+from ingest.store import store_run
+from tests.ingest.junit_samples import pytest_report, write
+
+BASE = datetime(2026, 9, 1, 8, tzinfo=UTC)
+REPO = "acme/shop"
+
+
+def store(
+    tmp_path: Path,
+    run_id: int,
+    outcomes: dict[str, str],
+    *,
+    attempt: int = 1,
+    sha: str | None = None,
+    repo: str = REPO,
+) -> int:
+    cases = [("tests.test_shop", name, outcome) for name, outcome in outcomes.items()]
+    path = write(tmp_path / repo / f"{run_id}-{attempt}" / "junit.xml", pytest_report(cases))
+    run = RunInfo(
+        repo=repo,
+        run_id=run_id,
+        run_attempt=attempt,
+        sha=sha or f"{run_id:040x}",
+        branch="main",
+        event="push",
+        workflow="ci",
+        started_at=BASE + timedelta(minutes=40 * run_id + 15 * (attempt - 1)),
+    )
+    outcome = store_run(run=run, files=[RunFile(path=path, label="linux")])
+    assert outcome.run_pk is not None
+    return outcome.run_pk
+
+
+def history_outcomes(rng: random.Random, run: int) -> dict[str, str]:
+    """Ten tests: a flake, a test broken for runs 20-29, a skipped one, and stable ones."""
+    outcomes = {f"test_{n}": "passed" for n in range(7)}
+    outcomes["test_flaky"] = "failed" if rng.random() < 0.2 else "passed"
+    outcomes["test_broken"] = "failed" if 20 <= run < 30 else "passed"
+    outcomes["test_skipped"] = "skipped"
+    return outcomes
+
+
+def scores() -> dict[str, tuple]:
+    return {
+        s.test.name: (s.verdict, round(s.score, 4), s.results, s.failures, s.clean_since)
+        for s in TestScore.objects.select_related("test")
+    }
+
+
+@pytest.mark.django_db
+def test_storing_a_run_enqueues_its_analysis(tmp_path: Path) -> None:
+    run_pk = store(tmp_path, 1, {"test_a": "passed"})
+    job = Job.objects.get(dedup_key=f"analyze:{run_pk}")
+    assert job.kind == JobKind.ANALYZE_RUN and job.payload == {"run_pk": run_pk}
+
+
+@pytest.mark.django_db
+def test_analyze_run_scores_its_tests_once_even_when_run_twice(tmp_path: Path) -> None:
+    run_pk = store(tmp_path, 1, {"test_a": "passed", "test_b": "failed", "test_c": "skipped"})
+
+    first = analyze_run(run_pk=run_pk)
+    after_first = scores()
+    second = analyze_run(run_pk=run_pk)
+
+    assert first["analyzed"] and first["tests"] == 3
+    assert second == {"analyzed": False, "reason": "already analyzed", "run_pk": run_pk}
+    assert scores() == after_first
+    assert after_first["test_a"][0] == "new" and after_first["test_b"][2:4] == (1, 1)
+    assert WorkflowRun.objects.get(pk=run_pk).analyzed_at is not None
+
+
+@pytest.mark.django_db
+def test_incremental_analysis_agrees_with_a_full_recompute(tmp_path: Path) -> None:
+    rng = random.Random(7)
+    for run in range(1, 61):
+        run_pk = store(tmp_path, run, history_outcomes(rng, run))
+        result = analyze_run(run_pk=run_pk)
+        assert result["tests"] == 10
+    incremental = scores()
+    assert incremental["test_flaky"][0] == "flaky"
+    assert incremental["test_broken"][0] == "stable"  # fixed at run 30
+    assert incremental["test_skipped"][0] == "stable"
+
+    recompute_repository(repository=Repository.objects.get(full_name=REPO))
+
+    assert scores() == incremental
+
+
+@pytest.mark.django_db
+def test_most_tests_of_a_run_are_advanced_without_reading_their_history(
+    tmp_path: Path, django_assert_max_num_queries
+) -> None:
+    rng = random.Random(3)
+    for run in range(1, 40):
+        analyze_run(run_pk=store(tmp_path, run, history_outcomes(rng, run)))
+    outcomes = {f"test_{n}": "passed" for n in range(7)} | {"test_broken": "passed"}
+    run_pk = store(tmp_path, 40, outcomes)
+
+    with django_assert_max_num_queries(12):
+        result = analyze_run(run_pk=run_pk)
+
+    assert result["advanced"] >= 7 and result["rescored"] <= 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_analyses_of_one_repository_take_turns_and_lose_no_update(tmp_path: Path) -> None:
+    runs = [store(tmp_path, run, {f"test_{n}": "passed" for n in range(20)}) for run in (1, 2, 3)]
+    repository = Repository.objects.get(full_name=REPO)
+    analyze_run(run_pk=runs[0])
+    finished: list[str] = []
+
+    def analyze(run_pk: int) -> None:
+        try:
+            analyze_run(run_pk=run_pk)
+            finished.append(str(run_pk))
+        finally:
+            connection.close()
+
+    with transaction.atomic():
+        lock_repository_analysis(repository.pk)  # as a long analysis would
+        workers = [threading.Thread(target=analyze, args=(pk,)) for pk in runs[1:]]
+        for worker in workers:
+            worker.start()
+        time.sleep(0.5)
+        assert finished == []  # both wait for the lock
+    for worker in workers:
+        worker.join(timeout=30)
+
+    assert sorted(finished) == sorted(str(pk) for pk in runs[1:])
+    assert set(TestScore.objects.values_list("results", flat=True)) == {3}
+
+
+@pytest.mark.django_db
+def test_recompute_resumes_from_its_last_batch_after_an_interruption(tmp_path: Path) -> None:
+    rng = random.Random(5)
+    for run in range(1, 31):
+        store(tmp_path, run, history_outcomes(rng, run))
+    repository = Repository.objects.get(full_name=REPO)
+    recompute_repository(repository=repository, batch_size=3)
+    uninterrupted = scores()
+    TestScore.objects.all().delete()
+    WorkflowRun.objects.update(analyzed_at=None)
+
+    job, _ = enqueue_recompute(repository=repository, reason="test")
+    job = claim_job(job.pk)
+    seen: list[int] = []
+
+    def crash_after_two_batches(done: int, total: int) -> None:
+        seen.append(done)
+        if done >= 6:
+            raise KeyboardInterrupt("worker stopped")
+
+    with pytest.raises(KeyboardInterrupt):
+        recompute_repository(
+            repository=repository, job=job, batch_size=3, on_progress=crash_after_two_batches
+        )
+    job.refresh_from_db()
+    assert job.progress["done"] == 6 and job.progress["total"] == 10
+    assert TestScore.objects.count() == 6
+
+    Job.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    job = claim_job(job.pk)
+    assert job.attempts == 2
+    resumed: list[int] = []
+    result = recompute_repository(
+        repository=repository, job=job, batch_size=3, on_progress=lambda d, t: resumed.append(d)
+    )
+
+    assert resumed[0] == 6 and resumed[-1] == 10
+    assert result["tests"] == 10
+    assert scores() == uninterrupted
+
+
+@pytest.mark.django_db
+def test_recompute_takes_in_unanalyzed_runs_so_their_analyze_jobs_do_nothing(
+    tmp_path: Path,
+) -> None:
+    run_pks = [store(tmp_path, run, {"test_a": "passed", "test_b": "failed"}) for run in (1, 2)]
+
+    result = recompute_repository(repository=Repository.objects.get(full_name=REPO))
+
+    assert result["runs_taken_in"] == 2
+    assert [analyze_run(run_pk=pk)["analyzed"] for pk in run_pks] == [False, False]
+    assert TestScore.objects.get(test__name="test_b").results == 2
+
+
+@pytest.mark.django_db
+def test_recompute_job_runs_through_the_job_runner(tmp_path: Path) -> None:
+    store(tmp_path, 1, {"test_a": "passed"})
+    job, created = enqueue_recompute(
+        repository=Repository.objects.get(full_name=REPO), reason="test"
+    )
+    again, created_again = enqueue_recompute(
+        repository=Repository.objects.get(full_name=REPO), reason="test"
+    )
+    assert created and not created_again and again.pk == job.pk
+
+    run_job(job.pk, lambda j: recompute_repository(repository=Repository.objects.get(), job=j))
+
+    job.refresh_from_db()
+    assert job.state == JobState.SUCCEEDED
+    assert job.result["tests"] == 1 and job.progress["done"] == 1
+
+
+@pytest.mark.django_db
+def test_analyze_job_for_a_missing_run_is_dead_at_once() -> None:
+    from analysis.services import analyze_run_job
+
+    job = Job.objects.create(
+        kind=JobKind.ANALYZE_RUN,
+        dedup_key="analyze:424242",
+        payload={"run_pk": 424242},
+        next_attempt_at=timezone.now(),
+    )
+    run_job(job.pk, analyze_run_job)
+    job.refresh_from_db()
+    assert job.state == JobState.DEAD and "run 424242 does not exist" in job.last_error
+
+
+@pytest.mark.django_db
+def test_changing_scoring_settings_rescores_with_them(tmp_path: Path) -> None:
+    for run in range(1, 21):
+        outcomes = {"test_a": "passed"}
+        store(tmp_path, run, outcomes)
+    failed = store(tmp_path, 21, {"test_a": "failed"}, sha="c" * 40)
+    store(tmp_path, 21, {"test_a": "passed"}, attempt=2, sha="c" * 40)
+    repository = Repository.objects.get(full_name=REPO)
+    recompute_repository(repository=repository)
+    assert TestScore.objects.get().verdict == "flaky"
+    assert failed
+
+    with pytest.raises(ValueError, match="unknown scoring setting"):
+        update_scoring_settings(repository=repository, overrides={"weight": 1})
+    job = update_scoring_settings(repository=repository, overrides={"same_commit_weight": 0.2})
+    assert ScoringConfig.objects.get().overrides == {"same_commit_weight": 0.2}
+    assert job.kind == JobKind.RECOMPUTE_REPO and job.state == JobState.PENDING
+
+    recompute_repository(repository=repository)
+    assert TestScore.objects.get().verdict == "stable"
+
+
+@pytest.mark.django_db
+def test_quarantine_keeps_the_first_decision_and_release_removes_it(tmp_path: Path) -> None:
+    store(tmp_path, 1, {"test_a": "failed", "test_b": "passed"})
+    tests = list(TestCase.objects.order_by("name"))
+
+    quarantine_tests(tests=tests[:1], created_by="alice", reason="flaky, see #12")
+    quarantine_tests(tests=tests, created_by="bob")
+
+    assert dict(Quarantine.objects.values_list("test__name", "created_by")) == {
+        "test_a": "alice",
+        "test_b": "bob",
+    }
+    assert release_tests(tests=tests[:1]) == 1
+    assert list(Quarantine.objects.values_list("test__name", flat=True)) == ["test_b"]

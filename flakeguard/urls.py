@@ -8,11 +8,14 @@ from django.views.generic import TemplateView
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework.routers import DefaultRouter
 
+from analysis import api as analysis_api
 from flakeguard import api, health
 
 router = DefaultRouter()
 router.register("jobs", api.JobViewSet, basename="job")
 router.register("runs", api.RunViewSet, basename="run")
+router.register("tests", analysis_api.TestScoreViewSet, basename="test")
+router.register("quarantine", analysis_api.QuarantineViewSet, basename="quarantine")
 
 urlpatterns = [
     path("health/live", health.live, name="health-live"),

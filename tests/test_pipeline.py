@@ -26,8 +26,9 @@ from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
+from analysis.models import TestScore
 from flakeguard.jobs import sweep_jobs
-from flakeguard.models import Job, JobState
+from flakeguard.models import Job, JobKind, JobState
 from ingest.models import TestCase, TestResult, WorkflowRun
 from ingest.runs import RunFile, RunInfo
 from ingest.services import enqueue_run_import
@@ -146,6 +147,12 @@ def test_manifest_is_imported_through_the_queue_by_a_real_worker(tmp_path: Path)
     with celery_worker(tmp_path):
         first = run_ingest_command(manifest)
         second = run_ingest_command(manifest)
+        # Each stored run queued its analysis on runs-analyze; let the worker finish them.
+        wait_for(
+            lambda: not Job.objects.exclude(state__in=[JobState.SUCCEEDED, JobState.DEAD]).exists(),
+            timeout=60,
+            what="the analyze jobs",
+        )
 
     assert first["runs_imported"] == 3 and first["runs_skipped"] == 0
     assert first["results_stored"] == 3 * (40 + 30)
@@ -162,6 +169,10 @@ def test_manifest_is_imported_through_the_queue_by_a_real_worker(tmp_path: Path)
     assert TestCase.objects.count() == 40
     assert set(TestResult.objects.values_list("job", flat=True)) == {"linux", "macos"}
     assert set(Job.objects.values_list("state", flat=True)) == {JobState.SUCCEEDED}
+    assert Job.objects.filter(kind=JobKind.ANALYZE_RUN).count() == 3
+    assert not WorkflowRun.objects.filter(analyzed_at__isnull=True).exists()
+    assert TestScore.objects.count() == 40
+    assert set(TestScore.objects.values_list("results", flat=True)) <= {3, 6}
 
 
 def test_worker_killed_mid_ingest_leaves_the_run_stored_exactly_once(tmp_path: Path) -> None:

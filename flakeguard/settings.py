@@ -66,6 +66,9 @@ TEMPLATES = [
     },
 ]
 
+# The dashboard signs people in through the admin's login page.
+LOGIN_URL = "/admin/login/"
+
 DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'flakeguard.sqlite3'}")
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

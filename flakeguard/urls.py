@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.urls import include, path
-from django.views.generic import TemplateView
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework.routers import DefaultRouter
 
 from analysis import api as analysis_api
+from analysis import views as analysis_views
 from flakeguard import api, health
 
 router = DefaultRouter()
@@ -24,5 +24,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/v1/", include(router.urls)),
-    path("", TemplateView.as_view(template_name="dashboard/index.html"), name="dashboard"),
+    path("repos/<path:full_name>/", analysis_views.repository_tests, name="repository-tests"),
+    path("", analysis_views.dashboard, name="dashboard"),
 ]

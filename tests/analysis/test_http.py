@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
+from django.test import Client
 
 from analysis.models import Quarantine, ScoringConfig
 from analysis.services import recompute_repository
@@ -99,3 +100,21 @@ def test_admin_quarantines_selected_tests_and_saves_scoring_settings(scored, cli
         {"repository": scored.pk, "overrides": '{"isolated_wieght": 0.4}'},
     )
     assert bad.status_code == 200 and "unknown scoring setting" in bad.content.decode()
+
+
+@pytest.mark.django_db
+def test_dashboard_lists_repositories_and_their_flaky_tests_with_evidence(
+    scored, user_client
+) -> None:
+    signed_out = Client().get("/")
+    assert signed_out.status_code == 302 and signed_out["Location"].startswith("/admin/login/")
+
+    index = user_client.get("/")
+    page = user_client.get(f"/repos/{REPO}/")
+
+    assert index.status_code == 200 and REPO in index.content.decode()
+    text = page.content.decode()
+    assert page.status_code == 200
+    assert "test_shaky" in text and "test_steady" not in text
+    assert "failed and passed on ddddddd" in text
+    assert user_client.get("/repos/acme/unknown/").status_code == 404

@@ -1,0 +1,45 @@
+"""The dashboard: repositories with their flaky and failing tests, and one repository's list."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.db.models import Count, Q
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+
+from analysis.models import TestScore
+from analysis.scoring import describe_event
+from ingest.models import Repository
+
+_SHOWN = ("flaky", "failing")
+
+
+@login_required
+def dashboard(request: HttpRequest) -> HttpResponse:
+    repositories = Repository.objects.annotate(
+        flaky=Count("scores", filter=Q(scores__verdict="flaky")),
+        failing=Count("scores", filter=Q(scores__verdict="failing")),
+        scored=Count("scores", distinct=True),
+        quarantined=Count("quarantines", distinct=True),
+    ).order_by("-flaky", "full_name")
+    return render(request, "dashboard/index.html", {"repositories": repositories})
+
+
+@login_required
+def repository_tests(request: HttpRequest, full_name: str) -> HttpResponse:
+    repository = get_object_or_404(Repository, full_name=full_name)
+    scores = (
+        TestScore.objects.filter(repository=repository)
+        .filter(Q(verdict__in=_SHOWN) | Q(test__quarantine__isnull=False))
+        .select_related("test", "test__quarantine")
+        .order_by("-score", "-failures")[:500]
+    )
+    rows = [
+        {
+            "score": score,
+            "quarantine": getattr(score.test, "quarantine", None),
+            "evidence": [describe_event(event) for event in score.evidence],
+        }
+        for score in scores
+    ]
+    return render(request, "dashboard/repository.html", {"repository": repository, "rows": rows})

@@ -80,6 +80,17 @@ class _Event:
 
 
 @dataclass(slots=True)
+class _Shape:
+    """What the walk along each job's commits found besides events."""
+
+    pending: bool = False
+    streak_jobs: list[dict[str, Any]] = field(default_factory=list)
+    transitions: int = 0
+    streaks: int = 0
+    longest: int = 0
+
+
+@dataclass(slots=True)
 class _Observation:
     """All results of one job on one commit."""
 
@@ -249,7 +260,8 @@ class _Walk:
         self.passed_at: dict[str, list[int]] = {}
         self.judged_at: dict[str, list[int]] = {}
         self.observations: dict[tuple[str, str], _Observation] = {}
-        self.in_run: dict[tuple[int, str], list[int]] = {}  # (run, job) -> [fails, passes]
+        # (run, job) -> [fails, passes, index of the last failure, its weight]
+        self.in_run: dict[tuple[int, str], list] = {}
         self.events: list[_Event] = []
         self.fingerprints: set[str] = set()
         self.failed_branches: dict[str, None] = {}
@@ -288,7 +300,7 @@ class _Walk:
                         weight,
                         index,
                         row.job,
-                        _run_detail(run, row.job, reruns=row.flaky_reruns),
+                        _run_detail("rerun", run, row.job, reruns=row.flaky_reruns),
                     )
                 )
         if failed:
@@ -320,109 +332,98 @@ class _Walk:
             counts[1] += 1
 
     def verdict(self) -> Verdict:
-        settings, context = self.settings, self.context
-        runs = context.runs
-        # In-run reruns reported as a second testcase: failed and passed in one job of one run.
+        self._in_run_rerun_events()
+        self._same_commit_events()
+        by_job: dict[str, list[_Observation]] = {}
+        for obs in self.observations.values():
+            if obs.state != "U":
+                by_job.setdefault(obs.job, []).append(obs)
+        shape = _Shape()
+        for job, sequence in by_job.items():
+            sequence.sort(key=lambda o: o.first)
+            self._isolated_events(job, sequence, shape)
+            streak = self._trailing_streak(job, sequence)
+            if streak is None:
+                on_default = [o for o in sequence if self.context.default_branch in o.branches]
+                streak = self._trailing_streak(job, on_default)
+            if streak is not None:
+                shape.streak_jobs.append(streak)
+        return self._combine(shape)
+
+    def _in_run_rerun_events(self) -> None:
+        """A test reported twice in one job of one run, failed and then passed."""
         for (run_pk, job), (fails, passes, index, weight) in self.in_run.items():
             if fails and passes:
-                run = runs[run_pk]
                 self.events.append(
                     _Event(
                         "rerun",
-                        settings.rerun_weight * weight,
+                        self.settings.rerun_weight * weight,
                         index,
                         job,
-                        _run_detail(run, job, reruns=fails),
+                        _run_detail("rerun", self.context.runs[run_pk], job, reruns=fails),
                     )
                 )
-        pending = False
-        streak_jobs: list[dict[str, Any]] = []
-        transitions = streaks = longest = 0
-        by_job: dict[str, list[_Observation]] = {}
-        for obs in self.observations.values():
-            state = obs.state
-            if state == "U":
-                continue
-            by_job.setdefault(obs.job, []).append(obs)
-            if state == "M" and len({r.pk for r in (*obs.failed_runs, *obs.passed_runs)}) > 1:
-                self.events.append(
-                    _Event(
-                        "same_commit",
-                        settings.same_commit_weight * obs.fail_weight,
-                        obs.index,
-                        obs.job,
-                        {
-                            "kind": "same_commit",
-                            "sha": obs.sha,
-                            "job": obs.job,
-                            "at": obs.failed_runs[0].started_iso,
-                            "failed": [_run_ref(r) for r in obs.failed_runs[:3]],
-                            "passed": [_run_ref(r) for r in obs.passed_runs[:3]],
-                        },
-                    )
-                )
-        for job, sequence in by_job.items():
-            sequence.sort(key=lambda o: o.first)
-            branch_sequences: dict[str, list[_Observation]] = {}
-            for obs in sequence:
-                for branch in obs.branches:
-                    branch_sequences.setdefault(branch, []).append(obs)
-            branch_position = {
-                (id(obs), branch): i
-                for branch, seq in branch_sequences.items()
-                for i, obs in enumerate(seq)
-            }
-            previous = "P"
-            run_length = 0
-            for i, obs in enumerate(sequence):
-                state = obs.state
-                failed_here = state == "F"
-                if (previous == "F") != failed_here and i:
-                    transitions += 1
-                if failed_here:
-                    run_length += 1
-                    longest = max(longest, run_length)
-                    if run_length == 1:
-                        streaks += 1
-                else:
-                    run_length = 0
-                previous = "F" if failed_here else "P"
-                if not failed_here:
-                    continue
-                around = _neighbours(sequence, i)
-                if around is None:
-                    pending = True
-                    continue
-                branch_factor = 0.0
-                for branch in obs.branches:
-                    seq = branch_sequences[branch]
-                    factor = _neighbours(seq, branch_position[(id(obs), branch)])
-                    if factor is None:
-                        pending = True
-                        factor = (
-                            0.5 if _ends_in_pass(seq, branch_position[(id(obs), branch)]) else 0.0
-                        )
-                    branch_factor = max(branch_factor, factor)
-                weight = settings.isolated_weight * around * branch_factor * obs.fail_weight
-                if weight > 0:
-                    run = obs.failed_runs[-1]
-                    self.events.append(
-                        _Event(
-                            "isolated",
-                            weight,
-                            obs.index,
-                            job,
-                            {**_run_detail(run, job), "kind": "isolated"},
-                        )
-                    )
-            streak = self._trailing_streak(job, sequence)
-            if streak is None:
-                default = [o for o in sequence if context.default_branch in o.branches]
-                streak = self._trailing_streak(job, default)
-            if streak is not None:
-                streak_jobs.append(streak)
 
-        return self._combine(pending, streak_jobs, transitions, streaks, longest)
+    def _same_commit_events(self) -> None:
+        """Failed and passed on one commit in one job, in different run attempts."""
+        for obs in self.observations.values():
+            if obs.state != "M" or len({r.pk for r in (*obs.failed_runs, *obs.passed_runs)}) < 2:
+                continue
+            self.events.append(
+                _Event(
+                    "same_commit",
+                    self.settings.same_commit_weight * obs.fail_weight,
+                    obs.index,
+                    obs.job,
+                    {
+                        "kind": "same_commit",
+                        "sha": obs.sha,
+                        "job": obs.job,
+                        "at": obs.failed_runs[0].started_iso,
+                        "failed": [_run_ref(r) for r in obs.failed_runs[:3]],
+                        "passed": [_run_ref(r) for r in obs.passed_runs[:3]],
+                    },
+                )
+            )
+
+    def _isolated_events(self, job: str, sequence: list[_Observation], shape: _Shape) -> None:
+        """Failed commits with passes on both sides, in time order and along their branch."""
+        branch_sequences: dict[str, list[_Observation]] = {}
+        for obs in sequence:
+            for branch in obs.branches:
+                branch_sequences.setdefault(branch, []).append(obs)
+        branch_position = {
+            (id(obs), branch): i
+            for branch, seq in branch_sequences.items()
+            for i, obs in enumerate(seq)
+        }
+        previous_failed, run_length = False, 0
+        for i, obs in enumerate(sequence):
+            failed_here = obs.state == "F"
+            shape.transitions += bool(i) and previous_failed != failed_here
+            previous_failed = failed_here
+            if not failed_here:
+                run_length = 0
+                continue
+            run_length += 1
+            shape.streaks += run_length == 1
+            shape.longest = max(shape.longest, run_length)
+            around = _neighbours(sequence, i)
+            if around is None:
+                shape.pending = True  # the next commit decides
+                continue
+            branch_factor = 0.0
+            for branch in obs.branches:
+                seq, at = branch_sequences[branch], branch_position[(id(obs), branch)]
+                factor = _neighbours(seq, at)
+                if factor is None:
+                    shape.pending = True
+                    factor = 0.5 if _ends_in_pass(seq, at) else 0.0
+                branch_factor = max(branch_factor, factor)
+            weight = self.settings.isolated_weight * around * branch_factor * obs.fail_weight
+            if weight > 0:
+                detail = _run_detail("isolated", obs.failed_runs[-1], job)
+                self.events.append(_Event("isolated", weight, obs.index, job, detail))
 
     def _trailing_streak(self, job: str, sequence: list[_Observation]) -> dict[str, Any] | None:
         """The job's last commits all failed, more of them than the flake rate explains."""
@@ -448,14 +449,7 @@ class _Walk:
             "since": first.failed_runs[0].started_iso,
         }
 
-    def _combine(
-        self,
-        pending: bool,
-        streak_jobs: list[dict[str, Any]],
-        transitions: int,
-        streaks: int,
-        longest: int,
-    ) -> Verdict:
+    def _combine(self, shape: _Shape) -> Verdict:
         settings = self.settings
         events = sorted(self.events, key=lambda e: e.index)
         total = sum(e.weight for e in events)
@@ -476,6 +470,7 @@ class _Walk:
             flaky_since = self._flaky_since(events, half_life, passed_at)
         score = _decayed(total, clean_since, half_life)
         judged = self.results - self.skipped
+        streak_jobs = shape.streak_jobs
         status = FAILING if streak_jobs else _status_without_streak(score, self.results, settings)
         counts: dict[str, list[float]] = {}
         for e in events:
@@ -498,8 +493,8 @@ class _Walk:
                     clean_since, half_life, total, flaky_jobs, judged, event_points
                 ),
                 "failure_rate": round(self.failures / judged, 4) if judged else 0.0,
-                "transitions": transitions,
-                "failure_streaks": {"count": streaks, "longest": longest},
+                "transitions": shape.transitions,
+                "failure_streaks": {"count": shape.streaks, "longest": shape.longest},
                 "branches_failed": {
                     "count": len(self.failed_branches),
                     "names": list(self.failed_branches)[-_BRANCHES_KEPT:],
@@ -519,7 +514,7 @@ class _Walk:
             evidence_weight=round(total, 6),
             half_life=half_life,
             clean_since=clean_since,
-            pending=pending or bool(streak_jobs),
+            pending=shape.pending or bool(streak_jobs),
             flaky_since=flaky_since if status == FLAKY else None,
             last_failure_at=self.last_failure.started_iso if self.last_failure else None,
             latest_result_at=self.latest.started_iso if self.latest else None,
@@ -620,9 +615,9 @@ def _run_ref(run: RunMeta) -> dict[str, Any]:
     return {"run_id": run.run_id, "attempt": run.attempt}
 
 
-def _run_detail(run: RunMeta, job: str, **extra: Any) -> dict[str, Any]:
+def _run_detail(kind: str, run: RunMeta, job: str, **extra: Any) -> dict[str, Any]:
     return {
-        "kind": "rerun",
+        "kind": kind,
         "sha": run.sha,
         "job": job,
         "branch": run.branch,

@@ -10,11 +10,14 @@ INSERT with thousands of placeholders spends its time converting them.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 from django.db import connection
+from django.utils import timezone
 from psycopg.types.json import Jsonb
 
 from analysis.models import TestScore
@@ -62,14 +65,25 @@ def upsert_scores(rows: Sequence[Sequence[Any]]) -> None:
     if not rows:
         return
     names = [name for name, _ in SCORE_COLUMNS]
+    updates = ", ".join(f"{name} = excluded.{name}" for name in names[1:])
+    table = TestScore._meta.db_table
     if connection.vendor != "postgresql":
-        TestScore.objects.bulk_create(
-            [TestScore(**dict(zip(names, row, strict=True))) for row in rows],
-            batch_size=500,
-            update_conflicts=True,
-            unique_fields=["test"],
-            update_fields=[n.removesuffix("_id") for n in names[1:]] + ["updated_at"],
-        )
+        json_at = [i for i, name in enumerate(names) if name in _JSON_COLUMNS]
+        now = timezone.now()
+        prepared = []
+        for row in rows:
+            values = [
+                json.dumps(value) if i in json_at else _sqlite_value(value)
+                for i, value in enumerate(row)
+            ]
+            prepared.append((*values, _sqlite_value(now)))
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                f"INSERT INTO {table} ({', '.join(names)}, updated_at) "
+                f"VALUES ({', '.join(['%s'] * (len(names) + 1))}) "
+                f"ON CONFLICT (test_id) DO UPDATE SET {updates}, updated_at = excluded.updated_at",
+                prepared,
+            )
         return
     columns = list(zip(*rows, strict=True))
     # psycopg types a list by its elements: make each column one Python type.
@@ -82,14 +96,20 @@ def upsert_scores(rows: Sequence[Sequence[Any]]) -> None:
         for (name, kind), column in zip(SCORE_COLUMNS, columns, strict=True)
     ]
     arrays = ", ".join(f"%b::{kind}[]" for _, kind in SCORE_COLUMNS)  # binary: no escaping
-    updates = ", ".join(f"{name} = EXCLUDED.{name}" for name in names[1:])
     connection.ensure_connection()
     # A server-side-binding cursor: Django's default client-side binding would
     # quote every array element into the SQL text, which costs more than the upsert.
     with psycopg.Cursor(connection.connection) as cursor:
         cursor.execute(
-            f"INSERT INTO {TestScore._meta.db_table} ({', '.join(names)}, updated_at) "
+            f"INSERT INTO {table} ({', '.join(names)}, updated_at) "
             f"SELECT *, now() FROM unnest({arrays}) "
             f"ON CONFLICT (test_id) DO UPDATE SET {updates}, updated_at = now()",
             params,
         )
+
+
+def _sqlite_value(value: Any) -> Any:
+    # Django stores aware datetimes on SQLite as ISO text in UTC.
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ")
+    return value

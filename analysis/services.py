@@ -66,10 +66,18 @@ def analyze_run(*, run_pk: int) -> dict[str, Any]:
     were waiting on what came next, are rescored from their history.
     """
     started = time.perf_counter()
+    run = WorkflowRun.objects.select_related("repository").filter(pk=run_pk).first()
+    if run is None:
+        raise PermanentJobError(f"run {run_pk} does not exist")
+    if (
+        run.analyzed_at is None
+        and _backlog(run.repository) >= django_settings.FLAKEGUARD_ANALYSIS_BACKLOG
+    ):
+        # After an outage, a backfill or a bulk import, one full rescore costs
+        # less than many runs applied one by one; it takes them all in.
+        summary = recompute_repository(repository=run.repository)
+        return {"analyzed": True, "run_pk": run_pk, "recomputed": summary}
     with transaction.atomic():
-        run = WorkflowRun.objects.select_related("repository").filter(pk=run_pk).first()
-        if run is None:
-            raise PermanentJobError(f"run {run_pk} does not exist")
         repository = run.repository
         lock_repository_analysis(repository.pk)
         # Re-read under the lock: another worker may have applied it meanwhile.
@@ -93,6 +101,7 @@ def analyze_run(*, run_pk: int) -> dict[str, Any]:
             if (
                 score is None
                 or score.pending
+                or run.branch in score.components.get("pending_branches", ())
                 or quiet is None
                 or test_pk in failed_on_commit
                 # A run older than the test's last failure (a backfill, a late
@@ -148,6 +157,11 @@ def analyze_run(*, run_pk: int) -> dict[str, Any]:
         "flaky_in_run": flaky,
         "seconds": round(seconds, 3),
     }
+
+
+def _backlog(repository: Repository) -> int:
+    """Runs of the repository stored but not analyzed yet."""
+    return WorkflowRun.objects.filter(repository=repository, analyzed_at__isnull=True).count()
 
 
 def _results_of_run(run_pk: int) -> dict[int, list[tuple[str, str, int]]]:

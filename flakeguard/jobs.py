@@ -17,8 +17,10 @@ from __future__ import annotations
 import json
 import logging
 import random
+import threading
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -110,12 +112,39 @@ def dispatch_on_commit(job: Job) -> None:
     transaction.on_commit(lambda: dispatch(job_id, kind))
 
 
+_deferred = threading.local()
+
+
+@contextmanager
+def defer_eager_dispatch(kinds: Iterable[str]) -> Iterator[None]:
+    """On the embedded default, run jobs of these kinds dispatched in this block at its end.
+
+    A bulk import then stores every run before any analysis starts, so the
+    analysis finds the whole backlog at once instead of trailing run by run.
+    With a broker it changes nothing: workers pick jobs up as they come.
+    """
+    if getattr(_deferred, "jobs", None) is not None:
+        yield  # already deferring
+        return
+    _deferred.jobs, _deferred.kinds = [], frozenset(kinds)
+    try:
+        yield
+    finally:
+        jobs, _deferred.jobs = _deferred.jobs, None
+        for job_id, kind in jobs:
+            dispatch(job_id, kind)
+
+
 def dispatch(job_id: int, kind: str) -> None:
     """Hand the job id to its queue; on the embedded default, run it right here."""
     from flakeguard.celery import app
 
     route = TASK_FOR_KIND[kind]
     if settings.CELERY_TASK_ALWAYS_EAGER:
+        deferred = getattr(_deferred, "jobs", None)
+        if deferred is not None and kind in _deferred.kinds:
+            deferred.append((job_id, kind))
+            return
         app.tasks[route.task_name].apply(args=[job_id])
         return
     try:

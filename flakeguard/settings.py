@@ -143,6 +143,9 @@ CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 30 * 60)
 # Tests rescored per transaction by tests-recompute; each batch commits with the
 # job's progress, so a restarted recompute repeats at most one batch.
 FLAKEGUARD_RECOMPUTE_BATCH_SIZE = env_int("FLAKEGUARD_RECOMPUTE_BATCH_SIZE", 2000)
+# Runs waiting for analysis from which a runs-analyze job rescores the whole
+# repository instead of its one run (a backlog after an outage or a bulk import).
+FLAKEGUARD_ANALYSIS_BACKLOG = env_int("FLAKEGUARD_ANALYSIS_BACKLOG", 50)
 FLAKEGUARD_JOB_LEASE_SECONDS = env_int(
     "FLAKEGUARD_JOB_LEASE_SECONDS", CELERY_TASK_TIME_LIMIT + 5 * 60
 )

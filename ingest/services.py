@@ -11,7 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
-from flakeguard.jobs import PermanentJobError, enqueue_job, retry_jobs
+from flakeguard.jobs import PermanentJobError, defer_eager_dispatch, enqueue_job, retry_jobs
 from flakeguard.models import Job, JobKind, JobState
 from ingest.runs import RunFile, RunInfo
 from ingest.store import store_run
@@ -90,12 +90,15 @@ def import_runs(
     started = time.perf_counter()
     progress = on_progress or (lambda n: None)
     tracked: list[tuple[int, bool]] = []  # (job id, already done before this import)
-    for run, files in runs:
-        job, created = enqueue_run_import(run=run, files=files)
-        already_done = not created and job.state == JobState.SUCCEEDED
-        tracked.append((job.pk, already_done))
-        if settings.CELERY_TASK_ALWAYS_EAGER or already_done:
-            progress(1)
+    # In-process, each stored run would be analyzed before the next is read;
+    # deferred, the analysis meets the whole import as one backlog.
+    with defer_eager_dispatch([JobKind.ANALYZE_RUN]):
+        for run, files in runs:
+            job, created = enqueue_run_import(run=run, files=files)
+            already_done = not created and job.state == JobState.SUCCEEDED
+            tracked.append((job.pk, already_done))
+            if settings.CELERY_TASK_ALWAYS_EAGER or already_done:
+                progress(1)
     ids = [pk for pk, _ in tracked]
     if not settings.CELERY_TASK_ALWAYS_EAGER:
         _wait_for_jobs(

@@ -223,3 +223,18 @@ def test_worker_killed_mid_ingest_leaves_the_run_stored_exactly_once(tmp_path: P
     assert WorkflowRun.objects.count() == 1
     assert TestResult.objects.count() == size
     assert TestResult.objects.values("test_id").distinct().count() == size
+
+
+def test_recompute_command_waits_for_a_real_worker(tmp_path: Path) -> None:
+    manifest = make_manifest(tmp_path)
+    with celery_worker(tmp_path):
+        run_ingest_command(manifest)
+        out = io.StringIO()
+        call_command("recompute", "--repo", "acme/shop", "--json", stdout=out, stderr=io.StringIO())
+
+    (entry,) = json.loads(out.getvalue())["repositories"]
+    job = Job.objects.get(kind=JobKind.RECOMPUTE_REPO)
+    assert job.state == JobState.SUCCEEDED and entry["job"] == job.pk
+    assert entry["repo"] == "acme/shop" and entry["tests"] == 40
+    assert job.progress["done"] == 40
+    assert TestScore.objects.count() == 40

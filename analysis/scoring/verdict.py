@@ -57,7 +57,8 @@ class Verdict:
     half_life: float = 0.0
     clean_since: int = 0
     #: a failure whose verdict still depends on results to come (it may turn
-    #: out isolated or the start of a streak): the next result needs a full look
+    #: out isolated or the start of a streak): the next result needs a full look;
+    #: so does the next commit of a branch in ``components["pending_branches"]``
     pending: bool = False
     flaky_since: str | None = None
     last_failure_at: str | None = None
@@ -84,6 +85,9 @@ class _Shape:
     """What the walk along each job's commits found besides events."""
 
     pending: bool = False
+    # Branches whose last commit (in some job) failed: the branch's next commit
+    # decides whether that failure was isolated.
+    pending_branches: set[str] = field(default_factory=set)
     streak_jobs: list[dict[str, Any]] = field(default_factory=list)
     transitions: int = 0
     streaks: int = 0
@@ -417,7 +421,7 @@ class _Walk:
                 seq, at = branch_sequences[branch], branch_position[(id(obs), branch)]
                 factor = _neighbours(seq, at)
                 if factor is None:
-                    shape.pending = True
+                    shape.pending_branches.add(branch)
                     factor = 0.5 if _ends_in_pass(seq, at) else 0.0
                 branch_factor = max(branch_factor, factor)
             weight = self.settings.isolated_weight * around * branch_factor * obs.fail_weight
@@ -506,6 +510,8 @@ class _Walk:
         )
         if streak_jobs:
             components["failing"] = streak_jobs
+        if shape.pending_branches:
+            components["pending_branches"] = sorted(shape.pending_branches)
         return Verdict(
             status=status,
             score=round(score, 6),

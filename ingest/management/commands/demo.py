@@ -2,9 +2,12 @@
 
 Generates the made-up repository's history (deterministic, a few hundred runs
 with matrix jobs, re-runs, flaky and broken tests) into ``.demo/``, imports it
-through the job table exactly as ``ingest_junit --manifest`` does, and prints
-what was stored and how fast. Re-running starts from a clean slate for the
-demo repository so the timing is always of a full import.
+through the job table exactly as ``ingest_junit --manifest`` does, prints
+what was stored and how fast, and ends with the repository's flaky-test report
+(``flaky_report``). The runs' analyze jobs score them once the import is done:
+they meet the import as one backlog, which one full rescore takes in.
+Re-running starts from a clean slate for the demo repository so the timing is
+always of a full import.
 """
 
 from __future__ import annotations
@@ -16,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 from django.db.models import Count, Q
 from tqdm import tqdm
 
-from flakeguard.models import Job
+from flakeguard.models import Job, JobKind
 from ingest.manifest import read_manifest
 from ingest.models import Repository, TestCase, TestResult, WorkflowRun
 from ingest.sample_history import HistoryConfig, generate_history
@@ -69,16 +73,26 @@ class Command(BaseCommand):
         self._show(config.repo, summary.as_json())
         if summary.runs_failed:
             sys.exit(1)
+        self._report(config.repo)
+        self._dashboard_hint()
 
     def _forget(self, repo: str) -> None:
         """Drop an earlier demo import of the sample repository (bulk, not row by row)."""
         repository = Repository.objects.filter(full_name=repo).first()
         if repository is None:
             return
+        run_pks = list(
+            WorkflowRun.objects.filter(repository=repository).values_list("pk", flat=True)
+        )
         TestResult.objects.filter(run__repository=repository)._raw_delete(TestResult.objects.db)
         WorkflowRun.objects.filter(repository=repository)._raw_delete(WorkflowRun.objects.db)
-        TestCase.objects.filter(repository=repository)._raw_delete(TestCase.objects.db)
+        # Through the ORM: the tests' scores and quarantines go with them, and
+        # with their results already gone this is a few statements.
+        TestCase.objects.filter(repository=repository).delete()
         Job.objects.filter(dedup_key__startswith=f"ingest:{repo}:").delete()
+        Job.objects.filter(
+            kind=JobKind.ANALYZE_RUN, dedup_key__in=[f"analyze:{pk}" for pk in run_pks]
+        ).delete()
         repository.delete()
 
     def _show(self, repo: str, summary: dict[str, Any]) -> None:
@@ -123,6 +137,30 @@ class Command(BaseCommand):
         )
         for test in worst:
             out(f"  {test.failures:>4} of {test.runs:>4} failed  {test}")
+
+    def _report(self, repo: str) -> None:
+        """The flaky-test report, from the scores the runs' analyze jobs left."""
+        if WorkflowRun.objects.filter(
+            repository__full_name=repo, analyzed_at__isnull=True
+        ).exists():
+            # Scores are missing for some runs: with a broker their analyze jobs
+            # may still be queued, or one of them died. A recompute takes those
+            # runs in and returns when done, so the report covers every run.
+            self.stderr.write("Some runs are not scored yet; rescoring the repository ...")
+            call_command("recompute", "--repo", repo, stdout=self.stderr, stderr=self.stderr)
+        self.stdout.write("")
+        call_command(
+            "flaky_report",
+            "--repo",
+            repo,
+            "--format",
+            "table",
+            stdout=self.stdout,
+            stderr=self.stderr,
+        )
+
+    def _dashboard_hint(self) -> None:
+        out = self.stdout.write
         out("")
         out("Open the dashboard:  make run  then http://127.0.0.1:8000/")
         out("Sign in to the admin and the API after:  .venv/bin/python manage.py createsuperuser")

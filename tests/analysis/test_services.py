@@ -281,3 +281,91 @@ def test_quarantine_keeps_the_first_decision_and_release_removes_it(tmp_path: Pa
     }
     assert release_tests(tests=tests[:1]) == 1
     assert list(Quarantine.objects.values_list("test__name", flat=True)) == ["test_b"]
+
+
+@pytest.mark.django_db
+def test_a_backlog_of_runs_is_taken_in_by_one_rescore(tmp_path: Path, settings) -> None:
+    settings.FLAKEGUARD_ANALYSIS_BACKLOG = 3
+    run_pks = [store(tmp_path, run, {"test_a": "passed", "test_b": "failed"}) for run in (1, 2, 3)]
+
+    first = analyze_run(run_pk=run_pks[0])
+    rest = [analyze_run(run_pk=pk)["analyzed"] for pk in run_pks[1:]]
+
+    assert first["recomputed"]["runs_taken_in"] == 3 and first["recomputed"]["tests"] == 2
+    assert rest == [False, False]
+    assert TestScore.objects.get(test__name="test_b").results == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_bulk_import_on_the_embedded_default_is_analyzed_once_it_is_stored(
+    tmp_path: Path, settings
+) -> None:
+    from ingest.services import import_runs
+
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    settings.FLAKEGUARD_ANALYSIS_BACKLOG = 3
+    runs = []
+    for run_id in range(1, 6):
+        report = write(
+            tmp_path / f"{run_id}" / "junit.xml",
+            pytest_report([("tests.test_shop", "test_a", "passed")]),
+        )
+        info = RunInfo(
+            repo=REPO,
+            run_id=run_id,
+            run_attempt=1,
+            sha=f"{run_id:040x}",
+            started_at=BASE + timedelta(hours=run_id),
+        )
+        runs.append((info, [RunFile(path=report)]))
+
+    summary = import_runs(runs=runs)
+
+    assert summary.runs_imported == 5
+    analyses = Job.objects.filter(kind=JobKind.ANALYZE_RUN).order_by("pk")
+    assert [job.state for job in analyses] == [JobState.SUCCEEDED] * 5
+    # The first analysis met all five runs waiting and rescored them at once.
+    assert analyses[0].result["recomputed"]["runs_taken_in"] == 5
+    assert [job.result["analyzed"] for job in analyses[1:]] == [False] * 4
+    assert TestScore.objects.get().results == 5
+
+
+@pytest.mark.django_db
+def test_a_failure_at_the_tip_of_a_branch_waits_for_the_branch_s_next_commit(
+    tmp_path: Path,
+) -> None:
+    for run in range(1, 11):
+        analyze_run(run_pk=store(tmp_path, run, {"test_a": "passed"}))
+    analyze_run(run_pk=store_branch_run(tmp_path, 11, "passed", branch="feature/x"))
+    tip = store_branch_run(tmp_path, 12, "failed", branch="feature/x")
+    analyze_run(run_pk=tip)
+    analyze_run(run_pk=store(tmp_path, 13, {"test_a": "passed"}))
+    waiting = TestScore.objects.get()
+    assert waiting.components["pending_branches"] == ["feature/x"]
+    assert waiting.components["isolated"]["evidence"] == 0.25  # half: nothing after it yet
+
+    result = analyze_run(run_pk=store_branch_run(tmp_path, 14, "passed", branch="feature/x"))
+
+    assert result["rescored"] == 1
+    settled = TestScore.objects.get()
+    assert "pending_branches" not in settled.components
+    assert settled.components["isolated"]["evidence"] == 0.5
+
+
+def store_branch_run(tmp_path: Path, run_id: int, outcome: str, *, branch: str) -> int:
+    path = write(
+        tmp_path / branch / f"{run_id}" / "junit.xml",
+        pytest_report([("tests.test_shop", "test_a", outcome)]),
+    )
+    run = RunInfo(
+        repo=REPO,
+        run_id=run_id,
+        run_attempt=1,
+        sha=f"{run_id:040x}",
+        branch=branch,
+        event="pull_request",
+        started_at=BASE + timedelta(minutes=40 * run_id),
+    )
+    outcome_ = store_run(run=run, files=[RunFile(path=path, label="linux")])
+    assert outcome_.run_pk is not None
+    return outcome_.run_pk

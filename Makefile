@@ -29,9 +29,10 @@ demo: $(STAMP)  ## Import a bundled sample history on the embedded default and s
 test: $(STAMP)  ## Run the whole suite against throwaway PostgreSQL and Redis
 	scripts/with-services.sh $(PY) -m pytest $(PYTEST_ARGS)
 
-bench: $(STAMP)  ## Parser throughput and memory; end-to-end import rate vs raw COPY
+bench: $(STAMP)  ## Parser throughput and memory; import rate vs raw COPY; recompute and analyze times
 	$(PY) -m bench.parser
 	scripts/with-services.sh $(PY) -m bench.ingest
+	scripts/with-services.sh $(PY) -m bench.analysis
 
 lint: $(STAMP)  ## ruff lint and format check
 	$(VENV)/bin/ruff check .

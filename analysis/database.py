@@ -39,6 +39,18 @@ def lock_repository_analysis(repository_id: int) -> None:
         )
 
 
+def allow_large_aggregates() -> None:
+    """Let this transaction's aggregates and sorts use more memory than the default.
+
+    A recompute batch groups a few hundred thousand results by test; with the
+    default 4 MB the aggregate spills to disk or the planner turns to scanning
+    the whole table, which measured 1.5-2.5x slower.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL work_mem = '64MB'")
+
+
 # Columns of TestScore written by upsert_scores, in the order of each row.
 SCORE_COLUMNS = (
     ("test_id", "bigint"),

@@ -138,12 +138,13 @@ def summarize_tests(
             f"MAX(flaky_reruns > 0), MAX(run_id)"
         )
     summaries: dict[int, TestSummary] = {}
+    arrays_as_json = connection.vendor != "postgresql"
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT test_id, {aggregates} FROM {table} WHERE {where} GROUP BY test_id", params
         )
         for test_pk, results, skipped, runs, jobs, reruns, latest in cursor.fetchall():
-            if connection.vendor != "postgresql":
+            if arrays_as_json:
                 runs, jobs = _json_list(runs), _json_list(jobs)
             failed_in = list(zip(runs or (), jobs or (), strict=True))
             summaries[test_pk] = TestSummary(

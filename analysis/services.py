@@ -19,7 +19,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from analysis import loading
-from analysis.database import lock_repository_analysis
+from analysis.database import allow_large_aggregates, lock_repository_analysis
 from analysis.models import Quarantine, ScoringConfig, TestScore
 from analysis.scores import save_verdicts, verdict_of
 from analysis.scoring import (
@@ -272,6 +272,7 @@ def recompute_repository(
     while True:
         with transaction.atomic():
             lock_repository_analysis(repository.pk)
+            allow_large_aggregates()
             test_pks = list(
                 TestCase.objects.filter(repository=repository, pk__gt=progress["cursor"])
                 .order_by("pk")

@@ -369,3 +369,20 @@ def store_branch_run(tmp_path: Path, run_id: int, outcome: str, *, branch: str) 
     outcome_ = store_run(run=run, files=[RunFile(path=path, label="linux")])
     assert outcome_.run_pk is not None
     return outcome_.run_pk
+
+
+@pytest.mark.django_db
+def test_nightly_schedule_queues_one_recompute_per_repository(tmp_path: Path) -> None:
+    from analysis.services import schedule_recomputes
+    from flakeguard.celery import app
+
+    store(tmp_path, 1, {"test_a": "passed"})
+    store(tmp_path, 1, {"test_a": "passed"}, repo="acme/other")
+
+    assert schedule_recomputes() == 2
+    assert schedule_recomputes() == 0  # still waiting: not queued twice
+    queued = Job.objects.filter(kind=JobKind.RECOMPUTE_REPO, state=JobState.PENDING)
+    assert sorted(job.payload["reason"] for job in queued) == ["nightly", "nightly"]
+    nightly = app.conf.beat_schedule["nightly-recompute"]
+    assert nightly["task"] == "analysis.schedule_recomputes"
+    assert app.conf.task_routes["analysis.schedule_recomputes"]["queue"] == "tests-recompute"

@@ -97,3 +97,38 @@ class ScoringConfig(models.Model):
 
     def settings(self) -> ScoringSettings:
         return ScoringSettings.from_json(self.overrides)
+
+
+class CheckRunState(models.TextChoices):
+    PENDING = "pending", "pending"
+    PUBLISHED = "published", "published"
+    # GitHub refused the write (on github.com only Apps may write check runs):
+    # recorded with its reason and not retried.
+    REFUSED = "refused", "refused by GitHub"
+
+
+class CheckRun(models.Model):
+    """The one ``FlakeGuard`` check run of a commit, created once and updated in place."""
+
+    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="check_runs")
+    head_sha = models.CharField(max_length=64)
+    github_id = models.BigIntegerField(null=True, blank=True, help_text="GitHub's check run id")
+    state = models.CharField(
+        max_length=16, choices=CheckRunState.choices, default=CheckRunState.PENDING
+    )
+    conclusion = models.CharField(max_length=32, blank=True)
+    # Test pks of the known flaky failures shown, which the "Quarantine" button quarantines.
+    flaky_tests = models.JSONField(default=list, blank=True)
+    new_failures = models.PositiveIntegerField(default=0)
+    known_flaky_failures = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    published_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["repository", "head_sha"], name="check_run_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"FlakeGuard check of {self.repository}@{self.head_sha[:7]}: {self.state}"

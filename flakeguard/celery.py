@@ -22,6 +22,7 @@ app.conf.task_queues = [KombuQueue(q.value, routing_key=q.value) for q in Queue]
 app.conf.task_routes = {
     "ingest.*": {"queue": Queue.RUNS_INGEST.value},
     "analysis.analyze_run": {"queue": Queue.RUNS_ANALYZE.value},
+    "analysis.publish_check": {"queue": Queue.RUNS_ANALYZE.value},
     "analysis.recompute_repo": {"queue": Queue.TESTS_RECOMPUTE.value},
     "analysis.schedule_recomputes": {"queue": Queue.TESTS_RECOMPUTE.value},
     "polling.*": {"queue": Queue.POLLING.value},

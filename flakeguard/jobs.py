@@ -75,6 +75,8 @@ TASK_FOR_KIND: dict[str, TaskRoute] = {
     JobKind.ANALYZE_RUN: TaskRoute("analysis.analyze_run", Queue.RUNS_ANALYZE),
     JobKind.RECOMPUTE_REPO: TaskRoute("analysis.recompute_repo", Queue.TESTS_RECOMPUTE),
     JobKind.POLL_REPO: TaskRoute("polling.poll_repo", Queue.POLLING),
+    JobKind.BACKFILL_REPO: TaskRoute("polling.backfill_repo", Queue.POLLING),
+    JobKind.PUBLISH_CHECK: TaskRoute("analysis.publish_check", Queue.RUNS_ANALYZE),
 }
 
 

@@ -16,6 +16,8 @@ class JobKind(models.TextChoices):
     ANALYZE_RUN = "analyze_run", "Analyze a run"
     RECOMPUTE_REPO = "recompute_repo", "Recompute a repository"
     POLL_REPO = "poll_repo", "Poll a repository"
+    BACKFILL_REPO = "backfill_repo", "Backfill a repository"
+    PUBLISH_CHECK = "publish_check", "Publish a check run"
 
 
 class JobState(models.TextChoices):

@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "flakeguard",
     "ingest",
     "analysis",
+    "polling",
 ]
 
 MIDDLEWARE = [
@@ -116,6 +117,9 @@ GITHUB_APP_ID = env_str("GITHUB_APP_ID")
 GITHUB_APP_PRIVATE_KEY = env_str("GITHUB_APP_PRIVATE_KEY")
 GITHUB_APP_PRIVATE_KEY_PATH = env_str("GITHUB_APP_PRIVATE_KEY_PATH")
 GITHUB_WEBHOOK_SECRET = env_str("GITHUB_WEBHOOK_SECRET")
+# Seconds per GitHub request, and retries of connection errors and 5xx answers.
+GITHUB_TIMEOUT_SECONDS = env_int("GITHUB_TIMEOUT_SECONDS", 15)
+GITHUB_RETRIES = env_int("GITHUB_RETRIES", 3)
 
 # --- Ingestion limits ---------------------------------------------------------
 # Failure messages are kept for display and fingerprinting, not as full logs.

@@ -152,3 +152,41 @@ class TestResult(models.Model):
 
     def __str__(self) -> str:
         return f"{self.test_id} in run {self.run_id}: {self.outcome}"
+
+
+class ArtifactState(models.TextChoices):
+    PENDING = "pending", "pending"
+    INGESTED = "ingested", "ingested"
+    EXPIRED = "expired", "expired (410 Gone)"
+    TOO_LARGE = "too_large", "too large"
+    FAILED = "failed", "failed"
+
+
+class Artifact(models.Model):
+    """A GitHub Actions artifact of a run, and what became of it (downloaded once at most)."""
+
+    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="artifacts")
+    artifact_id = models.BigIntegerField()
+    run_id = models.BigIntegerField()
+    # Artifacts carry no attempt number: the attempt is inferred from the
+    # artifact's creation time against each attempt's start.
+    run_attempt = models.PositiveIntegerField()
+    name = models.CharField(max_length=255)
+    size_bytes = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(null=True, blank=True)
+    state = models.CharField(
+        max_length=16, choices=ArtifactState.choices, default=ArtifactState.PENDING
+    )
+    error = models.TextField(blank=True)
+    recorded_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["repository", "artifact_id"], name="artifact_unique"),
+        ]
+        indexes = [
+            models.Index(fields=["repository", "run_id"], name="artifact_run_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.repository} artifact {self.artifact_id} ({self.name}): {self.state}"

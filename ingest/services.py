@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,15 +39,34 @@ def enqueue_run_import(*, run: RunInfo, files: Sequence[RunFile]) -> tuple[Job, 
     return job, created
 
 
+# Where a run's files come from when they are not on disk yet, by the payload's
+# "source": an app registers a context manager that fetches them into a
+# temporary place and yields the run (as the source describes it) with them
+# (polling registers "github"). Keeps ingest free of any outside service.
+FileSource = Callable[
+    [RunInfo, dict[str, Any]], AbstractContextManager[tuple[RunInfo, list[RunFile]]]
+]
+_FILE_SOURCES: dict[str, FileSource] = {}
+
+
+def register_file_source(name: str, fetch: FileSource) -> None:
+    _FILE_SOURCES[name] = fetch
+
+
 def ingest_run_job(job: Job) -> dict[str, Any]:
     """Job body of ``ingest_run``: store the run attempt described by the payload."""
     try:
         run = RunInfo.from_json(job.payload["run"])
-        files = [RunFile.from_json(f) for f in job.payload["files"]]
+        source = job.payload.get("source")
+        files = [RunFile.from_json(f) for f in job.payload.get("files", [])]
+        if source is not None and source not in _FILE_SOURCES:
+            raise ValueError(f"unknown file source {source!r}")
     except (KeyError, TypeError, ValueError) as exc:
         raise PermanentJobError(f"malformed ingest payload: {exc!r}") from exc
-    outcome = store_run(run=run, files=files)
-    return outcome.as_dict()
+    if source is None:
+        return store_run(run=run, files=files).as_dict()
+    with _FILE_SOURCES[source](run, job.payload) as (described, fetched):
+        return store_run(run=described, files=fetched).as_dict()
 
 
 @dataclass

@@ -1,0 +1,421 @@
+"""The one module that talks to GitHub: PyGithub against ``GITHUB_API_URL``.
+
+A leaf: it imports no FlakeGuard app and takes its configuration as arguments,
+so every other module reaches GitHub through ``GitHubClient`` and tests drive
+the real PyGithub client against a fake server. Every call has a timeout;
+connection errors and 5xx answers are retried with backoff by PyGithub's
+``GithubRetry`` (which also waits out a short ``Retry-After``); a rate limit
+that would take longer is raised as ``RateLimited`` with the time it resets,
+and every answer's rate-limit headers are reported to the shared budget.
+
+Authentication is a token, or a GitHub App: a JWT signed with the App's key is
+exchanged for an installation token, which PyGithub caches and renews before
+its hour runs out.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import hmac
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import requests
+from github import Auth, Github, GithubException, GithubRetry
+
+logger = logging.getLogger(__name__)
+
+PER_PAGE = 100
+# Annotations GitHub accepts in one check-run request.
+ANNOTATIONS_PER_REQUEST = 50
+
+
+class GitHubError(Exception):
+    """GitHub answered with an error that retrying now will not fix."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class RateLimited(GitHubError):
+    """The rate limit is spent (or a secondary limit hit): wait until ``reset_at``."""
+
+    def __init__(self, message: str, *, reset_at: float, status: int | None = None) -> None:
+        super().__init__(message, status=status)
+        self.reset_at = reset_at
+
+
+class Unavailable(GitHubError):
+    """GitHub could not be reached or kept failing (5xx, timeouts): try again later."""
+
+
+class Gone(GitHubError):
+    """The resource expired (410): an artifact past its retention period."""
+
+
+class Forbidden(GitHubError):
+    """GitHub refuses this write for these credentials (e.g. check runs need an App)."""
+
+
+class RateBudget(Protocol):
+    """Where answers' rate-limit headers go, shared by every worker using the same credentials."""
+
+    def wait_time(self, key: str) -> float: ...
+
+    def record(self, key: str, *, remaining: int, reset_at: float) -> None: ...
+
+    def block(self, key: str, *, until: float) -> None: ...
+
+
+@dataclass(frozen=True)
+class GitHubConfig:
+    api_url: str = "https://api.github.com"
+    token: str = ""
+    app_id: str = ""
+    private_key: str = ""
+    timeout: float = 15.0
+    retries: int = 3
+    #: longest Retry-After or rate-limit reset a call may sleep through;
+    #: beyond it the call raises RateLimited and the job waits instead
+    max_wait_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class ArtifactInfo:
+    id: int
+    name: str
+    size_bytes: int
+    created_at: datetime | None
+    expired: bool
+
+
+class GitHubClient:
+    """What FlakeGuard asks of GitHub, for one set of credentials."""
+
+    def __init__(
+        self,
+        config: GitHubConfig,
+        *,
+        installation_id: int | None = None,
+        budget: RateBudget | None = None,
+    ) -> None:
+        self.config = config
+        self.budget = budget
+        self.auth = _auth(config, installation_id)
+        self.budget_key = _budget_key(config, installation_id)
+        self.github = Github(
+            auth=self.auth,
+            base_url=config.api_url,
+            timeout=int(max(1, config.timeout)),
+            retry=GithubRetry(
+                total=config.retries,
+                backoff_factor=0.5,
+                secondary_rate_wait=config.max_wait_seconds,
+                max_rate_limit_wait=config.max_wait_seconds,
+            ),
+            per_page=PER_PAGE,
+            seconds_between_requests=None,
+            seconds_between_writes=None,
+        )
+        self._requester = self.github.requester
+
+    # --- workflow runs ----------------------------------------------------------
+
+    def completed_runs(
+        self, repo: str, *, etag: str = "", created_since: datetime | None = None
+    ) -> tuple[list[dict[str, Any]], str, bool]:
+        """Completed workflow runs, newest first, following pagination.
+
+        Returns (runs, etag of the first page, not_modified). With ``etag`` the
+        first page is a conditional request: when nothing changed GitHub answers
+        304, which costs no rate limit, and no runs are returned.
+        """
+        params: dict[str, Any] = {"status": "completed", "per_page": PER_PAGE}
+        if created_since is not None:
+            params["created"] = f">={created_since.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}"
+        headers = {"If-None-Match": etag} if etag else {}
+        url = f"/repos/{repo}/actions/runs"
+        runs: list[dict[str, Any]] = []
+        first_etag = ""
+        page = 0
+        while url:
+            response_headers, data = self._get(url, params if page == 0 else None, headers)
+            if page == 0:
+                first_etag = response_headers.get("etag", "")
+                if data is None:  # 304 Not Modified
+                    return [], etag, True
+            runs.extend(data.get("workflow_runs", []))
+            url = _next_link(response_headers.get("link", ""))
+            headers = {}
+            page += 1
+        return runs, first_etag, False
+
+    def run_attempt(self, repo: str, run_id: int, attempt: int) -> dict[str, Any]:
+        _, data = self._get(f"/repos/{repo}/actions/runs/{run_id}/attempts/{attempt}")
+        return data
+
+    def run_artifacts(self, repo: str, run_id: int) -> list[ArtifactInfo]:
+        """Every artifact of the run, all attempts together (GitHub does not tell them apart)."""
+        url: str | None = f"/repos/{repo}/actions/runs/{run_id}/artifacts"
+        params: dict[str, Any] | None = {"per_page": PER_PAGE}
+        artifacts = []
+        while url:
+            headers, data = self._get(url, params)
+            for item in data.get("artifacts", []):
+                artifacts.append(
+                    ArtifactInfo(
+                        id=int(item["id"]),
+                        name=str(item.get("name", "")),
+                        size_bytes=int(item.get("size_in_bytes") or 0),
+                        created_at=_parse_time(item.get("created_at")),
+                        expired=bool(item.get("expired")),
+                    )
+                )
+            url, params = _next_link(headers.get("link", "")), None
+        return artifacts
+
+    def download_artifact(self, repo: str, artifact_id: int, dest: Path, *, max_bytes: int) -> int:
+        """Stream the artifact's ZIP to ``dest``; returns its size.
+
+        GitHub answers with a redirect to a blob URL that lives about a
+        minute, so it is followed at once, without our credentials. Raises
+        Gone for an expired artifact and GitHubError("too large") past
+        ``max_bytes`` (the partial file is removed).
+        """
+        self._respect_budget()
+        url = f"{self.config.api_url}/repos/{repo}/actions/artifacts/{artifact_id}/zip"
+        headers = {
+            "Authorization": f"{self.auth.token_type} {self.auth.token}",
+            "Accept": "application/vnd.github+json",
+        }
+        answer = self._send(lambda: requests.get(url, headers=headers, allow_redirects=False,
+                                                  timeout=self.config.timeout))  # fmt: skip
+        self._record(answer.headers)
+        if answer.status_code == 410:
+            raise Gone(f"artifact {artifact_id} has expired", status=410)
+        if answer.status_code not in (301, 302, 303, 307, 308):
+            self._raise_for(answer.status_code, answer.headers, answer.text)
+            raise GitHubError(f"artifact {artifact_id}: unexpected answer {answer.status_code}")
+        location = answer.headers["Location"]
+        written = 0
+        try:
+            with (
+                self._send(lambda: requests.get(location, stream=True, timeout=self.config.timeout)) as blob,
+                dest.open("wb") as out,
+            ):  # fmt: skip
+                if blob.status_code == 410:
+                    raise Gone(f"artifact {artifact_id} has expired", status=410)
+                if blob.status_code >= 400:
+                    raise Unavailable(f"artifact {artifact_id}: blob answered {blob.status_code}")
+                declared = int(blob.headers.get("Content-Length") or 0)
+                if declared > max_bytes:
+                    raise GitHubError(f"artifact {artifact_id} is too large ({declared:,} bytes)")
+                for chunk in blob.iter_content(chunk_size=1 << 16):
+                    written += len(chunk)
+                    if written > max_bytes:
+                        raise GitHubError(
+                            f"artifact {artifact_id} is too large (over {max_bytes:,} bytes)"
+                        )
+                    out.write(chunk)
+        except BaseException:
+            dest.unlink(missing_ok=True)
+            raise
+        return written
+
+    # --- check runs -------------------------------------------------------------
+
+    def create_check_run(self, repo: str, body: dict[str, Any]) -> dict[str, Any]:
+        _, data = self._write("POST", f"/repos/{repo}/check-runs", body)
+        return data
+
+    def update_check_run(
+        self, repo: str, check_run_id: int, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        _, data = self._write("PATCH", f"/repos/{repo}/check-runs/{check_run_id}", body)
+        return data
+
+    # --- plumbing ---------------------------------------------------------------
+
+    def _get(
+        self, url: str, params: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[dict[str, Any], Any]:
+        return self._call("GET", url, params, headers, None)
+
+    def _write(self, verb: str, url: str, body: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+        return self._call(verb, url, None, None, body)
+
+    def _call(
+        self,
+        verb: str,
+        url: str,
+        params: dict[str, Any] | None,
+        headers: dict[str, str] | None,
+        body: dict[str, Any] | None,
+    ) -> tuple[dict[str, Any], Any]:
+        self._respect_budget()
+        try:
+            response_headers, data = self._send(
+                lambda: self._requester.requestJsonAndCheck(
+                    verb, url, parameters=params, headers=dict(headers or {}), input=body
+                )
+            )
+        except GithubException as exc:
+            self._record(exc.headers or {})
+            self._raise_for(exc.status, exc.headers or {}, exc.data)
+            raise GitHubError(
+                f"GitHub answered {exc.status} to {verb} {url}", status=exc.status
+            ) from exc
+        self._record(response_headers)
+        return response_headers, data
+
+    def _send(self, call: Callable[[], Any]) -> Any:
+        try:
+            return call()
+        except GithubException:
+            raise
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise Unavailable(f"GitHub unreachable: {exc}") from exc
+        except requests.exceptions.RetryError as exc:
+            raise Unavailable(f"GitHub kept failing: {exc}") from exc
+        except Exception as exc:
+            # urllib3 retries exhausted on 5xx, or PyGithub refusing to wait
+            # longer than max_rate_limit_wait
+            text = str(exc)
+            if "rate limit" in text.lower():
+                raise RateLimited(text, reset_at=time.time() + 60) from exc
+            if "Max retries" in text or "too many" in text.lower():
+                raise Unavailable(f"GitHub kept failing: {text}") from exc
+            raise
+
+    def _raise_for(self, status: int, headers: Any, data: Any) -> None:
+        headers = {str(k).lower(): v for k, v in dict(headers or {}).items()}
+        message = data.get("message", "") if isinstance(data, dict) else str(data or "")
+        if status in (403, 429) and (
+            headers.get("x-ratelimit-remaining") == "0"
+            or "retry-after" in headers
+            or "rate limit" in message.lower()
+        ):
+            reset_at = _reset_time(headers)
+            if self.budget is not None:
+                self.budget.block(self.budget_key, until=reset_at)
+            raise RateLimited(
+                f"GitHub rate limit: {message or status}", reset_at=reset_at, status=status
+            )
+        if status == 410:
+            raise Gone(message or "gone", status=status)
+        if status in (401, 403, 404, 422) or 400 <= status < 500:
+            if status == 403:
+                raise Forbidden(message or "forbidden", status=status)
+            raise GitHubError(f"GitHub answered {status}: {message}", status=status)
+        if status >= 500:
+            raise Unavailable(f"GitHub answered {status}: {message}", status=status)
+
+    def _respect_budget(self) -> None:
+        if self.budget is None:
+            return
+        wait = self.budget.wait_time(self.budget_key)
+        if wait <= 0:
+            return
+        if wait > self.config.max_wait_seconds:
+            raise RateLimited(
+                f"rate budget of {self.budget_key} spent; resets in {wait:.0f}s",
+                reset_at=time.time() + wait,
+            )
+        time.sleep(wait)
+
+    def _record(self, headers: Any) -> None:
+        if self.budget is None:
+            return
+        headers = {str(k).lower(): v for k, v in dict(headers or {}).items()}
+        remaining = headers.get("x-ratelimit-remaining")
+        reset = headers.get("x-ratelimit-reset")
+        if remaining is None or reset is None:
+            return
+        try:
+            self.budget.record(self.budget_key, remaining=int(remaining), reset_at=float(reset))
+        except ValueError:
+            logger.warning("unreadable rate-limit headers: %s / %s", remaining, reset)
+
+
+def artifact_matches(name: str, pattern: str) -> bool:
+    """Shell-style match of an artifact name, ``*`` taking every artifact."""
+    return fnmatch.fnmatchcase(name, pattern or "*")
+
+
+def verify_webhook_signature(body: bytes, signature: str, secrets: list[str]) -> bool:
+    """``X-Hub-Signature-256`` checked in constant time against each configured secret."""
+    if not signature.startswith("sha256=") or not secrets:
+        return False
+    given = signature.removeprefix("sha256=")
+    matched = False
+    for secret in secrets:
+        expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        # no early exit: the time taken does not depend on which secret matched
+        matched |= hmac.compare_digest(expected, given)
+    return matched
+
+
+def _auth(config: GitHubConfig, installation_id: int | None) -> Auth.Auth:
+    if config.app_id and config.private_key:
+        app = Auth.AppAuth(config.app_id, config.private_key)
+        if installation_id is None:
+            raise GitHubError("a GitHub App needs the repository's installation id")
+        return Auth.AppInstallationAuth(app, int(installation_id))
+    if config.token:
+        return Auth.Token(config.token)
+    raise GitHubError(
+        "no GitHub credentials: set GITHUB_TOKEN, or GITHUB_APP_ID with "
+        "GITHUB_APP_PRIVATE_KEY or GITHUB_APP_PRIVATE_KEY_PATH"
+    )
+
+
+def _budget_key(config: GitHubConfig, installation_id: int | None) -> str:
+    if config.app_id and config.private_key:
+        return f"app:{config.app_id}:installation:{installation_id}"
+    digest = hashlib.sha256(config.token.encode()).hexdigest()[:16]
+    return f"token:{digest}"
+
+
+def _next_link(link_header: str) -> str | None:
+    for part in link_header.split(","):
+        section = part.split(";")
+        if len(section) < 2:
+            continue
+        if any(s.strip() == 'rel="next"' for s in section[1:]):
+            return section[0].strip().strip("<>")
+    return None
+
+
+def _reset_time(headers: dict[str, Any]) -> float:
+    now = time.time()
+    retry_after = headers.get("retry-after")
+    if retry_after is not None:
+        try:
+            return now + float(retry_after)
+        except ValueError:
+            pass
+    reset = headers.get("x-ratelimit-reset")
+    if reset is not None:
+        try:
+            return max(now + 1, float(reset))
+        except ValueError:
+            pass
+    return now + 60
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def iter_chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -33,6 +33,9 @@ app.conf.beat_schedule = {
     # or whose worker died holding the lease. Every 30 s keeps retries prompt
     # while costing one indexed query.
     "sweep-jobs": {"task": "flakeguard.sweep_jobs", "schedule": 30.0},
+    # Poll the repositories whose interval has passed (each has its own
+    # interval; this only looks for due ones, one indexed query).
+    "schedule-polls": {"task": "polling.schedule_polls", "schedule": 30.0},
     # Rescore every repository from its whole history once a night (03:17 UTC,
     # off the hour when CI is quiet), so scores that runs-analyze advanced
     # incrementally are brought back to exactly what the history says.

@@ -47,6 +47,18 @@ class TransientJobError(Exception):
     """The job may succeed later (network, rate limit, lock contention); retried with backoff."""
 
 
+class ContinueLater(Exception):
+    """The job made progress and stops here: run it again after ``delay`` seconds.
+
+    For long jobs that checkpoint (a backfill) and for waits that are not
+    failures (a spent rate limit): the attempt is not counted.
+    """
+
+    def __init__(self, reason: str, *, delay: float = 0.0) -> None:
+        super().__init__(reason)
+        self.delay = max(0.0, delay)
+
+
 class LeaseLostError(Exception):
     """A later claim owns the job now: this attempt must stop without recording anything."""
 
@@ -200,6 +212,9 @@ def run_job(job_id: int, service: JobService) -> None:
         result = service(job)
     except LeaseLostError:
         _log_lost_lease(job, "progress")
+        return
+    except ContinueLater as pause:
+        _continue_later(job, pause)
         return
     except TRANSIENT_ERRORS as exc:
         _record_transient_failure(job, exc)
@@ -364,6 +379,26 @@ def _record_transient_failure(job: Job, exc: BaseException) -> None:
         # The stored error is a traceback, whose first line says nothing.
         f"{type(exc).__name__}: {exc}",
     )
+
+
+def _continue_later(job: Job, pause: ContinueLater) -> None:
+    now = timezone.now()
+    with transaction.atomic():
+        updated = _held_by(job).update(
+            state=JobState.PENDING,
+            attempts=max(0, job.attempts - 1),
+            next_attempt_at=now + timedelta(seconds=pause.delay),
+            dispatched_at=now if pause.delay == 0 else None,
+            lease_expires_at=None,
+            last_error="",
+            updated_at=now,
+        )
+        if not updated:
+            _log_lost_lease(job, "pause")
+            return
+        if pause.delay == 0:
+            dispatch_on_commit(job)
+    logger.info("job %s (%s) continues in %.0fs: %s", job.pk, job.dedup_key, pause.delay, pause)
 
 
 def _finish_succeeded(job: Job, result: dict[str, Any]) -> None:

@@ -120,6 +120,15 @@ GITHUB_WEBHOOK_SECRET = env_str("GITHUB_WEBHOOK_SECRET")
 # Seconds per GitHub request, and retries of connection errors and 5xx answers.
 GITHUB_TIMEOUT_SECONDS = env_int("GITHUB_TIMEOUT_SECONDS", 15)
 GITHUB_RETRIES = env_int("GITHUB_RETRIES", 3)
+# Largest artifact ZIP downloaded; a larger one is recorded as too large.
+FLAKEGUARD_ARTIFACT_MAX_BYTES = env_int("FLAKEGUARD_ARTIFACT_MAX_BYTES", 1024**3)
+# Polling lists the completed runs created in the last days (re-runs of older
+# runs arrive through webhooks, or a backfill).
+FLAKEGUARD_POLL_WINDOW_DAYS = env_int("FLAKEGUARD_POLL_WINDOW_DAYS", 3)
+# A backfill job imports for this long, saves its place and queues itself again,
+# well inside the task time limit; a spent rate limit pauses it until the reset.
+FLAKEGUARD_BACKFILL_SLICE_SECONDS = env_int("FLAKEGUARD_BACKFILL_SLICE_SECONDS", 600)
+FLAKEGUARD_BACKFILL_MAX_ATTEMPTS = env_int("FLAKEGUARD_BACKFILL_MAX_ATTEMPTS", 20)
 
 # --- Ingestion limits ---------------------------------------------------------
 # Failure messages are kept for display and fingerprinting, not as full logs.

@@ -55,17 +55,22 @@ def register_file_source(name: str, fetch: FileSource) -> None:
 
 def ingest_run_job(job: Job) -> dict[str, Any]:
     """Job body of ``ingest_run``: store the run attempt described by the payload."""
+    return ingest_run_payload(job.payload)
+
+
+def ingest_run_payload(payload: dict[str, Any]) -> dict[str, Any]:
+    """Store the run attempt an ingest payload describes (files on disk, or from a source)."""
     try:
-        run = RunInfo.from_json(job.payload["run"])
-        source = job.payload.get("source")
-        files = [RunFile.from_json(f) for f in job.payload.get("files", [])]
+        run = RunInfo.from_json(payload["run"])
+        source = payload.get("source")
+        files = [RunFile.from_json(f) for f in payload.get("files", [])]
         if source is not None and source not in _FILE_SOURCES:
             raise ValueError(f"unknown file source {source!r}")
     except (KeyError, TypeError, ValueError) as exc:
         raise PermanentJobError(f"malformed ingest payload: {exc!r}") from exc
     if source is None:
         return store_run(run=run, files=files).as_dict()
-    with _FILE_SOURCES[source](run, job.payload) as (described, fetched):
+    with _FILE_SOURCES[source](run, payload) as (described, fetched):
         return store_run(run=described, files=fetched).as_dict()
 
 

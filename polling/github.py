@@ -3,10 +3,11 @@
 A leaf: it imports no FlakeGuard app and takes its configuration as arguments,
 so every other module reaches GitHub through ``GitHubClient`` and tests drive
 the real PyGithub client against a fake server. Every call has a timeout;
-connection errors and 5xx answers are retried with backoff by PyGithub's
-``GithubRetry`` (which also waits out a short ``Retry-After``); a rate limit
-that would take longer is raised as ``RateLimited`` with the time it resets,
-and every answer's rate-limit headers are reported to the shared budget.
+connection errors, read timeouts and 5xx answers are retried with backoff
+(urllib3's ``Retry``, idempotent methods only); a short secondary rate limit
+(``Retry-After``) is waited out, a longer one or a spent rate limit is raised
+as ``RateLimited`` with the time it resets, and every answer's rate-limit
+headers are reported to the shared budget.
 
 Authentication is a token, or a GitHub App: a JWT signed with the App's key is
 exchanged for an installation token, which PyGithub caches and renews before
@@ -27,7 +28,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import requests
-from github import Auth, Github, GithubException, GithubRetry
+from github import Auth, Github, GithubException
+from urllib3.util.retry import Retry
 
 logger = logging.getLogger(__name__)
 
@@ -114,11 +116,15 @@ class GitHubClient:
             auth=self.auth,
             base_url=config.api_url,
             timeout=int(max(1, config.timeout)),
-            retry=GithubRetry(
+            # Connection errors, read timeouts and 5xx, with backoff; only for
+            # idempotent methods, so a check-run POST is never sent twice. Rate
+            # limits (403/429) are ours to handle: a long Retry-After must not
+            # put a worker to sleep for an hour.
+            retry=Retry(
                 total=config.retries,
                 backoff_factor=0.5,
-                secondary_rate_wait=config.max_wait_seconds,
-                max_rate_limit_wait=config.max_wait_seconds,
+                status_forcelist=(500, 502, 503, 504),
+                respect_retry_after_header=False,
             ),
             per_page=PER_PAGE,
             seconds_between_requests=None,
@@ -259,21 +265,33 @@ class GitHubClient:
         headers: dict[str, str] | None,
         body: dict[str, Any] | None,
     ) -> tuple[dict[str, Any], Any]:
-        self._respect_budget()
-        try:
-            response_headers, data = self._send(
-                lambda: self._requester.requestJsonAndCheck(
-                    verb, url, parameters=params, headers=dict(headers or {}), input=body
+        for _ in range(3):
+            self._respect_budget()
+            try:
+                response_headers, data = self._send(
+                    lambda: self._requester.requestJsonAndCheck(
+                        verb, url, parameters=params, headers=dict(headers or {}), input=body
+                    )
                 )
-            )
-        except GithubException as exc:
-            self._record(exc.headers or {})
-            self._raise_for(exc.status, exc.headers or {}, exc.data)
-            raise GitHubError(
-                f"GitHub answered {exc.status} to {verb} {url}", status=exc.status
-            ) from exc
-        self._record(response_headers)
-        return response_headers, data
+            except GithubException as exc:
+                self._record(exc.headers or {})
+                try:
+                    self._raise_for(exc.status, exc.headers or {}, exc.data)
+                except RateLimited as limited:
+                    # A short secondary limit is waited out here; a long one is the job's.
+                    wait = limited.reset_at - time.time()
+                    if wait > self.config.max_wait_seconds:
+                        raise
+                    time.sleep(max(0.0, wait))
+                    continue
+                raise GitHubError(
+                    f"GitHub answered {exc.status} to {verb} {url}", status=exc.status
+                ) from exc
+            self._record(response_headers)
+            return response_headers, data
+        raise RateLimited(
+            f"GitHub kept answering with rate limits to {verb} {url}", reset_at=time.time() + 60
+        )
 
     def _send(self, call: Callable[[], Any]) -> Any:
         try:

@@ -76,7 +76,8 @@ class FakeGitHub:
         self.app_id, self.app_public_key = app_id, app_public_key
         self.token_lifetime = timedelta(hours=1)
         self.blobs: dict[str, tuple[bytes, float]] = {}
-        self.failures: list[tuple[str, int, int]] = []  # (path regex, status, times)
+        # (path regex, status, times, headers)
+        self.failures: list[tuple[str, int, int, dict[str, str]]] = []
         self.delays: list[tuple[str, float, int]] = []
         self.blob_lifetime = 60.0
         self.lock = threading.Lock()
@@ -171,9 +172,12 @@ class FakeGitHub:
         self.repo(full_name).artifacts.setdefault(run_id, []).append(artifact)
         return artifact
 
-    def fail_next(self, path_pattern: str, status: int, times: int = 1) -> None:
-        """The next ``times`` requests whose path matches get ``status`` (e.g. 502)."""
-        self.failures.append((path_pattern, status, times))
+    def fail_next(
+        self, path_pattern: str, status: int, times: int = 1, headers: dict[str, str] | None = None
+    ) -> None:
+        """The next ``times`` requests whose path matches get ``status`` (e.g. 502, or 429
+        with ``{"Retry-After": "1"}`` for a secondary rate limit)."""
+        self.failures.append((path_pattern, status, times, headers or {}))
 
     def delay_next(self, path_pattern: str, seconds: float, times: int = 1) -> None:
         self.delays.append((path_pattern, seconds, times))
@@ -212,14 +216,19 @@ class FakeGitHub:
                     self.delays.pop(i)
                 time.sleep(seconds)
                 break
-        for i, (pattern, status, times) in enumerate(self.failures):
+        for i, (pattern, status, times, headers) in enumerate(self.failures):
             if re.search(pattern, url.path):
                 if times - 1 <= 0:
                     self.failures.pop(i)
                 else:
-                    self.failures[i] = (pattern, status, times - 1)
+                    self.failures[i] = (pattern, status, times - 1, headers)
                 request.status = status
-                return status, {}, json.dumps({"message": "Server Error"}).encode()
+                message = (
+                    "You have exceeded a secondary rate limit"
+                    if status in (403, 429) and headers
+                    else "Server Error"
+                )
+                return status, dict(headers), json.dumps({"message": message}).encode()
         if url.path.startswith("/blobs/"):
             status, headers, payload = self._blob(url.path)
         else:

@@ -166,3 +166,48 @@ def test_webhook_signatures_are_checked_against_every_secret() -> None:
     assert not verify_webhook_signature(body, good, ["old-secret"])
     assert not verify_webhook_signature(body, "sha1=abc", ["new-secret"])
     assert not verify_webhook_signature(body, good, [])
+
+
+def test_a_secondary_rate_limit_is_waited_out_then_retried(github: FakeGitHub) -> None:
+    github.add_run(REPO)
+    github.fail_next(r"/actions/runs$", 429, headers={"Retry-After": "1"})
+    started = time.monotonic()
+
+    runs, _, _ = client_for(github).completed_runs(REPO)
+
+    assert len(runs) == 1
+    assert time.monotonic() - started >= 1.0
+    assert [r.status for r in github.requests_to(r"/actions/runs$")] == [429, 200]
+
+
+def test_a_long_secondary_rate_limit_is_raised_not_slept_through(github: FakeGitHub) -> None:
+    github.fail_next(r"/actions/runs$", 403, headers={"Retry-After": "3600"})
+    with pytest.raises(RateLimited) as raised:
+        client_for(github).completed_runs(REPO)
+    assert raised.value.reset_at == pytest.approx(time.time() + 3600, abs=60)
+
+
+def test_workers_share_one_rate_budget_through_redis(github: FakeGitHub, redis_url: str) -> None:
+    from polling.budget import RedisRateBudget
+
+    github.add_run(REPO)
+    budget = RedisRateBudget(redis_url)
+    budget.redis.flushdb()
+    first_worker = GitHubClient(
+        GitHubConfig(api_url=github.api_url, token=TOKEN, retries=0), budget=budget
+    )
+    second_worker = GitHubClient(
+        GitHubConfig(api_url=github.api_url, token=TOKEN, retries=0),
+        budget=RedisRateBudget(redis_url),
+    )
+    first_worker.completed_runs(REPO)
+    github.spend_rate_limit(TOKEN, reset_in=300)
+    with pytest.raises(RateLimited):
+        first_worker.completed_runs(REPO)  # GitHub says the budget is spent
+    asked = len(github.requests)
+
+    with pytest.raises(RateLimited) as raised:
+        second_worker.completed_runs(REPO)  # told by Redis, without asking GitHub
+
+    assert len(github.requests) == asked
+    assert raised.value.reset_at == pytest.approx(time.time() + 300, abs=10)

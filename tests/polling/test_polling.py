@@ -300,3 +300,37 @@ def test_a_backfill_waits_out_a_spent_rate_limit(github: FakeGitHub, eager: None
     job.refresh_from_db()
     assert job.state == JobState.PENDING and job.attempts == 0
     assert job.next_attempt_at.timestamp() == pytest.approx(started + 120, abs=10)
+
+
+@pytest.mark.django_db
+def test_admin_adds_repositories_with_github_settings_and_polls_them(client) -> None:
+    from django.contrib.auth.models import User
+
+    client.force_login(User.objects.create_superuser("ops", password="x"))
+    prefix = "github-0-"
+    response = client.post(
+        "/admin/ingest/repository/add/",
+        {
+            "full_name": "acme/admin-added",
+            "default_branch": "trunk",
+            "github-TOTAL_FORMS": "1",
+            "github-INITIAL_FORMS": "0",
+            f"{prefix}artifact_pattern": "junit-*",
+            f"{prefix}polling_enabled": "on",
+            f"{prefix}poll_interval_seconds": "120",
+            f"{prefix}conclusion_policy": "always_neutral",
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:3000]
+    repository = Repository.objects.get(full_name="acme/admin-added")
+    assert repository.default_branch == "trunk"
+    assert repository.github.artifact_pattern == "junit-*"
+    assert repository.github.conclusion_policy == "always_neutral"
+
+    client.post(
+        "/admin/ingest/repository/",
+        {"action": "poll_now", "_selected_action": [repository.pk]},
+    )
+    assert Job.objects.get(kind=JobKind.POLL_REPO).payload == {"repository_id": repository.pk}
+    assert client.get("/admin/ingest/artifact/").status_code == 200
+    assert client.get("/admin/polling/webhookdelivery/").status_code == 200

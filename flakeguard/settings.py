@@ -116,7 +116,12 @@ GITHUB_TOKEN = env_str("GITHUB_TOKEN")
 GITHUB_APP_ID = env_str("GITHUB_APP_ID")
 GITHUB_APP_PRIVATE_KEY = env_str("GITHUB_APP_PRIVATE_KEY")
 GITHUB_APP_PRIVATE_KEY_PATH = env_str("GITHUB_APP_PRIVATE_KEY_PATH")
-GITHUB_WEBHOOK_SECRET = env_str("GITHUB_WEBHOOK_SECRET")
+# Comma-separated: while a secret is rotated, deliveries signed with the old or
+# the new one are accepted. Without any, /webhooks/github answers 503.
+GITHUB_WEBHOOK_SECRET = env_list("GITHUB_WEBHOOK_SECRET", [])
+# Largest webhook body read; GitHub caps payloads at 25 MB, a workflow_run
+# delivery is about 20 KB.
+FLAKEGUARD_WEBHOOK_MAX_BYTES = env_int("FLAKEGUARD_WEBHOOK_MAX_BYTES", 5 * 1024**2)
 # Seconds per GitHub request, and retries of connection errors and 5xx answers.
 GITHUB_TIMEOUT_SECONDS = env_int("GITHUB_TIMEOUT_SECONDS", 15)
 GITHUB_RETRIES = env_int("GITHUB_RETRIES", 3)
@@ -208,5 +213,7 @@ LOGGING = {
     "loggers": {
         "flakeguard": {"level": env_str("LOG_LEVEL", "INFO"), "propagate": True},
         "ingest": {"level": env_str("LOG_LEVEL", "INFO"), "propagate": True},
+        "analysis": {"level": env_str("LOG_LEVEL", "INFO"), "propagate": True},
+        "polling": {"level": env_str("LOG_LEVEL", "INFO"), "propagate": True},
     },
 }

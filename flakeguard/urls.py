@@ -10,6 +10,7 @@ from rest_framework.routers import DefaultRouter
 from analysis import api as analysis_api
 from analysis import views as analysis_views
 from flakeguard import api, health
+from polling import webhooks
 
 router = DefaultRouter()
 router.register("jobs", api.JobViewSet, basename="job")
@@ -22,6 +23,7 @@ urlpatterns = [
     path("health/ready", health.ready, name="health-ready"),
     path("", include("django_prometheus.urls")),  # /metrics
     path("admin/", admin.site.urls),
+    path("webhooks/github", webhooks.github_webhook, name="github-webhook"),
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/v1/", include(router.urls)),
     path("repos/<path:full_name>/", analysis_views.repository_tests, name="repository-tests"),

@@ -208,6 +208,7 @@ def test_rolled_back_enqueue_sends_nothing(broker):
 @pytest.mark.django_db
 def test_dispatch_sends_each_kind_to_its_own_queue(broker):
     for kind, route in TASK_FOR_KIND.items():
+        broker.flushdb()
         dispatch(41, kind)
         assert queued_job_ids(broker, route.queue.value) == [41], kind
         assert task_names(broker, route.queue.value) == [route.task_name]

@@ -47,7 +47,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if options["verbosity"] < 2:
             # One line per job would drown the progress bar; -v 2 brings them back.
-            for name in ("flakeguard", "ingest"):
+            for name in ("flakeguard", "ingest", "analysis"):
                 logging.getLogger(name).setLevel(logging.WARNING)
         config = HistoryConfig(runs=options["runs"], tests=options["tests"])
         out_dir: Path = (

@@ -1,0 +1,384 @@
+"""GitHub's webhook receiver, ``POST /webhooks/github``.
+
+A delivery is refused before anything is read into the database when its body
+is larger than ``FLAKEGUARD_WEBHOOK_MAX_BYTES`` (413) or its
+``X-Hub-Signature-256`` matches none of the ``GITHUB_WEBHOOK_SECRET`` secrets
+(401); with no secret configured the endpoint is disabled (503). An accepted
+delivery is recorded once by its ``X-GitHub-Delivery`` id, in the transaction
+that writes its effects, so a redelivery, even ten at once, changes nothing
+more. What GitHub announces becomes rows only: ingest jobs for completed
+workflow runs, quarantines from the check run's button, repositories attached
+to or detached from the GitHub App. Nothing here calls GitHub: the jobs are
+dispatched after commit and fetch what they need, so a delivery is answered
+after a handful of queries.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qs
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q, QuerySet
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from analysis.models import CheckRun
+from analysis.services import quarantine_tests
+from ingest.models import Repository, TestCase
+from polling.github import verify_webhook_signature
+from polling.models import GitHubSettings, WebhookDelivery
+from polling.services import add_repository, enqueue_github_run
+
+logger = logging.getLogger(__name__)
+
+READ_CHUNK_BYTES = 64 * 1024
+# GitHub's delivery ids are GUIDs (36 characters); the column holds 64.
+MAX_DELIVERY_ID_CHARS = 64
+QUARANTINE_ACTION = "quarantine"
+# Written to a repository's GitHub settings when the App's removal switches its
+# polling off, so that installing the App again switches it back on, and only
+# then: polling an operator turned off stays off.
+UNINSTALLED = "polling stopped: the GitHub App was removed from this repository"
+
+Outcome = dict[str, Any]
+Handler = Callable[[str, dict[str, Any]], Outcome]
+
+
+class BodyTooLarge(Exception):
+    """The request body is larger than the configured cap."""
+
+
+class BadPayload(ValueError):
+    """A correctly signed delivery that is not what GitHub sends."""
+
+
+@csrf_exempt
+@require_POST
+def github_webhook(request: HttpRequest) -> JsonResponse:
+    """Verify, deduplicate and apply one delivery; JSON answers say what became of it."""
+    delivery_id = request.headers.get("X-GitHub-Delivery", "")
+    event = request.headers.get("X-GitHub-Event", "")
+    secrets = webhook_secrets()
+    if not secrets:
+        return _refuse(
+            503, "webhooks are disabled: GITHUB_WEBHOOK_SECRET is not set", event, delivery_id
+        )
+    try:
+        body = read_body(request, max_bytes=settings.FLAKEGUARD_WEBHOOK_MAX_BYTES)
+    except BodyTooLarge as exc:
+        return _refuse(413, str(exc), event, delivery_id)
+    except BadPayload as exc:
+        return _refuse(400, str(exc), event, delivery_id)
+    signature = request.headers.get("X-Hub-Signature-256", "")
+    if not verify_webhook_signature(body, signature, secrets):
+        reason = "bad signature" if signature else "missing X-Hub-Signature-256"
+        return _refuse(401, reason, event, delivery_id)
+    if not event or not delivery_id or len(delivery_id) > MAX_DELIVERY_ID_CHARS:
+        return _refuse(
+            400, "missing or malformed X-GitHub-Event / X-GitHub-Delivery", event, delivery_id
+        )
+    try:
+        payload = parse_payload(body, content_type=request.content_type or "")
+    except BadPayload as exc:
+        return _refuse(400, str(exc), event, delivery_id)
+
+    action = _text(payload.get("action"))
+    repo = _text(_dict(payload.get("repository")).get("full_name"))
+    try:
+        delivery, created, outcome = record_delivery(
+            delivery_id=delivery_id, event=event, action=action, repo=repo, payload=payload
+        )
+    except BadPayload as exc:
+        return _refuse(400, str(exc), event, delivery_id)
+    if not created:
+        logger.info(
+            "webhook %s.%s repo=%s delivery=%s: duplicate of the delivery received at %s",
+            event, action, repo or "-", delivery_id, delivery.received_at.isoformat(),
+        )  # fmt: skip
+        return JsonResponse({"status": "duplicate", "delivery": delivery_id})
+    logger.info(
+        "webhook %s.%s repo=%s delivery=%s: %s",
+        event, action, repo or "-", delivery_id, json.dumps(outcome, sort_keys=True),
+    )  # fmt: skip
+    status = "ignored" if "ignored" in outcome else "ok"
+    return JsonResponse({"status": status, "delivery": delivery_id, **outcome})
+
+
+def webhook_secrets() -> list[str]:
+    """The secrets a signature may match: several while a secret is being rotated."""
+    configured = settings.GITHUB_WEBHOOK_SECRET
+    if isinstance(configured, str):
+        configured = configured.split(",")
+    return [secret.strip() for secret in configured if secret.strip()]
+
+
+def read_body(request: HttpRequest, *, max_bytes: int) -> bytes:
+    """The request body, refused once it is known to exceed ``max_bytes``.
+
+    A declared Content-Length over the cap is refused before a byte is read;
+    a body without one (chunked, under ASGI) is read in chunks and refused as
+    soon as it passes the cap, so at most ``max_bytes + 1`` bytes are held.
+    """
+    declared = request.META.get("CONTENT_LENGTH") or ""
+    if declared:
+        try:
+            length = int(declared)
+        except ValueError:
+            raise BadPayload(f"malformed Content-Length {declared[:40]!r}") from None
+        if length > max_bytes:
+            raise BodyTooLarge(f"body of {length:,} bytes exceeds the {max_bytes:,}-byte cap")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = request.read(min(READ_CHUNK_BYTES, max_bytes + 1 - size))
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > max_bytes:
+            raise BodyTooLarge(f"body exceeds the {max_bytes:,}-byte cap")
+        chunks.append(chunk)
+
+
+def parse_payload(body: bytes, *, content_type: str) -> dict[str, Any]:
+    """The JSON object of a delivery, sent as JSON or as a form's ``payload`` field."""
+    try:
+        if content_type == "application/x-www-form-urlencoded":
+            fields = parse_qs(body.decode("utf-8"), max_num_fields=10)
+            body = fields.get("payload", [""])[0].encode("utf-8")
+        payload = json.loads(body)
+    # RecursionError: a deeply nested document (the signature vouches for the
+    # sender, not for the shape) must not become a 500.
+    except (ValueError, RecursionError) as exc:
+        raise BadPayload(f"payload is not valid JSON: {exc}"[:200]) from None
+    if not isinstance(payload, dict):
+        raise BadPayload("payload is not a JSON object")
+    return payload
+
+
+def record_delivery(
+    *, delivery_id: str, event: str, action: str, repo: str, payload: dict[str, Any]
+) -> tuple[WebhookDelivery, bool, Outcome]:
+    """Record the delivery and apply its event in one transaction, unless it came before.
+
+    The delivery row is inserted first: a concurrent delivery of the same id
+    waits on the unique index until this transaction ends, then finds the row
+    (``get_or_create`` reads again after the IntegrityError) and does nothing,
+    so ten simultaneous redeliveries make one set of effects. An error rolls
+    the row back with the effects, and GitHub's redelivery is then applied.
+    """
+    with transaction.atomic():
+        delivery, created = WebhookDelivery.objects.get_or_create(
+            delivery_id=delivery_id,
+            defaults={
+                "event": event[:64],
+                "action": action[:64],
+                "repository": repo[:200],
+            },
+        )
+        if not created:
+            return delivery, False, delivery.outcome
+        handler = HANDLERS.get(event)
+        outcome = handler(action, payload) if handler else {"ignored": f"event {event!r}"}
+        delivery.outcome = outcome
+        delivery.save(update_fields=["outcome"])
+    return delivery, True, outcome
+
+
+# --- events -------------------------------------------------------------------
+
+
+def _on_ping(action: str, payload: dict[str, Any]) -> Outcome:
+    return {"pong": True}
+
+
+def _on_workflow_run(action: str, payload: dict[str, Any]) -> Outcome:
+    if action != "completed":
+        return {"ignored": f"workflow_run action {action!r}"}
+    run = payload.get("workflow_run")
+    if not isinstance(run, dict) or not isinstance(run.get("id"), int):
+        raise BadPayload("workflow_run payload without a run id")
+    repo_data = _dict(payload.get("repository"))
+    full_name = _text(repo_data.get("full_name"))
+    installation_id = _installation_id(payload)
+    repository = Repository.objects.filter(full_name=full_name).first()
+    registered = False
+    if installation_id is not None and (repository is None or repository.installation_id is None):
+        # A repository the App was installed on without our hearing of it, or
+        # one whose installation we lost: the delivery tells us how to reach it.
+        attached = _attach(
+            [full_name], installation_id, default_branch=_text(repo_data.get("default_branch"))
+        )
+        if not attached["attached"]:
+            raise BadPayload(f"repository name {full_name!r} is not owner/name")
+        registered = repository is None
+        repository = Repository.objects.get(full_name=full_name)
+    if repository is None:
+        return {"ignored": "unknown repository"}
+    queued = enqueue_github_run(repository=repository, run=run)
+    outcome: Outcome = {
+        "jobs": [job.pk for job, created in queued if created],
+        "already_queued": [job.pk for job, created in queued if not created],
+    }
+    if registered:
+        outcome["registered"] = full_name
+    return outcome
+
+
+def _on_check_run(action: str, payload: dict[str, Any]) -> Outcome:
+    if action != "requested_action":
+        return {"ignored": f"check_run action {action!r}"}
+    identifier = _text(_dict(payload.get("requested_action")).get("identifier"))
+    if identifier != QUARANTINE_ACTION:
+        return {"ignored": f"requested action {identifier!r}"}
+    check = _dict(payload.get("check_run"))
+    check_run = _find_check_run(
+        repo=_text(_dict(payload.get("repository")).get("full_name")),
+        head_sha=_text(check.get("head_sha")),
+        github_id=check.get("id") if isinstance(check.get("id"), int) else None,
+    )
+    if check_run is None:
+        return {"ignored": "unknown check run"}
+    pks = [pk for pk in check_run.flaky_tests if isinstance(pk, int)]
+    tests = list(TestCase.objects.filter(repository_id=check_run.repository_id, pk__in=pks))
+    login = _text(_dict(payload.get("sender")).get("login")) or "unknown"
+    quarantine_tests(
+        tests=tests,
+        created_by=f"github:{login}",
+        reason=f"quarantined from the FlakeGuard check run of {check_run.head_sha[:7]}",
+    )
+    return {"check_run": check_run.pk, "quarantined": sorted(test.pk for test in tests)}
+
+
+def _on_installation(action: str, payload: dict[str, Any]) -> Outcome:
+    installation_id = _required_installation_id(payload)
+    names = _repository_names(payload.get("repositories"))
+    if action == "created":
+        return _attach(names, installation_id)
+    if action == "deleted":
+        # Every repository of the installation, listed in the payload or not.
+        return _detach(Repository.objects.filter(installation_id=installation_id))
+    return {"ignored": f"installation action {action!r}"}
+
+
+def _on_installation_repositories(action: str, payload: dict[str, Any]) -> Outcome:
+    installation_id = _required_installation_id(payload)
+    if action == "added":
+        return _attach(_repository_names(payload.get("repositories_added")), installation_id)
+    if action == "removed":
+        names = _repository_names(payload.get("repositories_removed"))
+        return _detach(
+            Repository.objects.filter(installation_id=installation_id, full_name__in=names)
+        )
+    return {"ignored": f"installation_repositories action {action!r}"}
+
+
+HANDLERS: dict[str, Handler] = {
+    "ping": _on_ping,
+    "workflow_run": _on_workflow_run,
+    "check_run": _on_check_run,
+    "installation": _on_installation,
+    "installation_repositories": _on_installation_repositories,
+}
+
+
+# --- effects ------------------------------------------------------------------
+
+
+def _attach(names: list[str], installation_id: int, *, default_branch: str = "") -> Outcome:
+    """Register these repositories under the installation.
+
+    Polling switches back on where the App's removal had switched it off.
+    """
+    attached: dict[str, int] = {}
+    registered = []
+    for name in names:
+        try:
+            repository, created = add_repository(
+                full_name=name, installation_id=installation_id, default_branch=default_branch
+            )
+        except ValueError:
+            logger.warning("installation %s: malformed repository name %r", installation_id, name)
+            continue
+        attached[name] = repository.pk
+        if created:
+            registered.append(name)
+    resumed = GitHubSettings.objects.filter(
+        repository_id__in=list(attached.values()),
+        polling_enabled=False,
+        last_poll_error=UNINSTALLED,
+    ).update(polling_enabled=True, last_poll_error="")
+    return {"attached": sorted(attached), "registered": registered, "polling_resumed": resumed}
+
+
+def _detach(repositories: QuerySet[Repository]) -> Outcome:
+    """The App no longer reaches these repositories: forget the installation, stop polling.
+
+    Their history, scores and quarantines stay.
+    """
+    rows = list(repositories.values_list("pk", "full_name"))
+    pks = [pk for pk, _ in rows]
+    if pks:
+        Repository.objects.filter(pk__in=pks).update(installation_id=None)
+        GitHubSettings.objects.filter(repository_id__in=pks, polling_enabled=True).update(
+            polling_enabled=False, last_poll_error=UNINSTALLED
+        )
+    return {"detached": sorted(name for _, name in rows)}
+
+
+def _find_check_run(*, repo: str, head_sha: str, github_id: int | None) -> CheckRun | None:
+    """Our check run by GitHub's id, else by (repository, commit)."""
+    if github_id is not None:
+        match = Q(github_id=github_id)
+        if repo and head_sha:
+            match |= Q(repository__full_name=repo, head_sha=head_sha)
+    elif repo and head_sha:
+        match = Q(repository__full_name=repo, head_sha=head_sha)
+    else:
+        return None
+    candidates = list(CheckRun.objects.filter(match)[:2])
+    by_id = [c for c in candidates if github_id is not None and c.github_id == github_id]
+    return (by_id or candidates or [None])[0]
+
+
+# --- payload helpers ----------------------------------------------------------
+
+
+def _repository_names(items: Any) -> list[str]:
+    if not isinstance(items, list):
+        return []
+    names = (_text(_dict(item).get("full_name")) for item in items)
+    return list(dict.fromkeys(name for name in names if name))
+
+
+def _installation_id(payload: dict[str, Any]) -> int | None:
+    value = _dict(payload.get("installation")).get("id")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _required_installation_id(payload: dict[str, Any]) -> int:
+    installation_id = _installation_id(payload)
+    if installation_id is None:
+        raise BadPayload("installation payload without an installation id")
+    return installation_id
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _refuse(status: int, reason: str, event: str, delivery_id: str) -> JsonResponse:
+    logger.warning(
+        "webhook %s refused (%s): %s; delivery=%s",
+        event[:64] or "-", status, reason, delivery_id[:64] or "-",
+    )  # fmt: skip
+    return JsonResponse({"status": "refused", "error": reason}, status=status)

@@ -119,6 +119,8 @@ class CheckRun(models.Model):
     conclusion = models.CharField(max_length=32, blank=True)
     # Test pks of the known flaky failures shown, which the "Quarantine" button quarantines.
     flaky_tests = models.JSONField(default=list, blank=True)
+    # Keys of the annotations already sent: GitHub keeps each one it receives.
+    annotated = models.JSONField(default=list, blank=True)
     new_failures = models.PositiveIntegerField(default=0)
     known_flaky_failures = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)

@@ -21,6 +21,7 @@ from django.utils import timezone
 from analysis import loading
 from analysis.database import allow_large_aggregates, lock_repository_analysis
 from analysis.models import Quarantine, ScoringConfig, TestScore
+from analysis.publishing import enqueue_publish
 from analysis.scores import save_verdicts, verdict_of
 from analysis.scoring import (
     FLAKY,
@@ -76,6 +77,8 @@ def analyze_run(*, run_pk: int) -> dict[str, Any]:
         # After an outage, a backfill or a bulk import, one full rescore costs
         # less than many runs applied one by one; it takes them all in.
         summary = recompute_repository(repository=run.repository)
+        with transaction.atomic():
+            enqueue_publish(run=run)  # the check run of this run's commit, as for any other
         return {"analyzed": True, "run_pk": run_pk, "recomputed": summary}
     with transaction.atomic():
         repository = run.repository
@@ -134,6 +137,7 @@ def analyze_run(*, run_pk: int) -> dict[str, Any]:
         ]
         save_verdicts(repository.pk, [*advanced, *rescored])
         WorkflowRun.objects.filter(pk=run_pk).update(analyzed_at=timezone.now())
+        enqueue_publish(run=run)
     flaky = sum(1 for _, v in rescored if v.status == FLAKY) + sum(
         1 for _, v in advanced if v.status == FLAKY
     )

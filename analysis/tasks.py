@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from analysis import services
+from analysis import publishing, services
 from flakeguard.jobs import run_job
 
 
@@ -17,6 +17,11 @@ def analyze_run_task(job_id: int) -> None:
 @shared_task(name="analysis.recompute_repo", ignore_result=True)
 def recompute_repo_task(job_id: int) -> None:
     run_job(job_id, services.recompute_repository_job)
+
+
+@shared_task(name="analysis.publish_check", ignore_result=True)
+def publish_check_task(job_id: int) -> None:
+    run_job(job_id, publishing.publish_check_job)
 
 
 # Beat only fans out: one recompute job per repository, then return.

@@ -29,8 +29,9 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from analysis.models import CheckRun
+from analysis.publishing import enqueue_publish
 from analysis.services import quarantine_tests
-from ingest.models import Repository, TestCase
+from ingest.models import Repository, TestCase, WorkflowRun
 from polling.github import verify_webhook_signature
 from polling.models import GitHubSettings, WebhookDelivery
 from polling.services import add_repository, enqueue_github_run
@@ -252,6 +253,12 @@ def _on_check_run(action: str, payload: dict[str, Any]) -> Outcome:
         created_by=f"github:{login}",
         reason=f"quarantined from the FlakeGuard check run of {check_run.head_sha[:7]}",
     )
+    # The check run then shows them as quarantined and takes its button back.
+    run = WorkflowRun.objects.filter(
+        repository_id=check_run.repository_id, sha=check_run.head_sha
+    ).first()
+    if run is not None:
+        enqueue_publish(run=run, cause=f"quarantine:{check_run.pk}:{login}:{len(tests)}")
     return {"check_run": check_run.pk, "quarantined": sorted(test.pk for test in tests)}
 
 

@@ -300,7 +300,7 @@ class FakeGitHub:
             check.update({k: v for k, v in request.body.items() if k != "output"})
             if "output" in request.body:
                 output = dict(request.body["output"])
-                annotations = output.pop("annotations", [])
+                annotations = list(output.pop("annotations", []))
                 check["output"] = {**check.get("output", {}), **output}
                 check.setdefault("annotations", []).extend(annotations)
             return 200, {}, _json(_public(check))
@@ -366,7 +366,7 @@ class FakeGitHub:
         if not body.get("name") or not body.get("head_sha"):
             return 422, {}, _json({"message": "Invalid request: name and head_sha are required"})
         output = dict(body.pop("output", {}) or {})
-        annotations = output.pop("annotations", [])
+        annotations = list(output.pop("annotations", []))
         if len(annotations) > 50:
             return 422, {}, _json({"message": "Only 50 annotations are allowed per request"})
         if len(output.get("summary", "")) > 65535:

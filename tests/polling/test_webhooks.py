@@ -611,3 +611,35 @@ def test_delivery_wall_time_for_reference(capsys: pytest.CaptureFixture) -> None
     with capsys.disabled():
         print(f"\nwebhook delivery median wall time: {statistics.median(timings) * 1000:.1f} ms")
     assert Job.objects.count() == 20
+
+
+@pytest.mark.django_db
+def test_quarantine_from_the_button_republishes_the_check_run(client, settings) -> None:
+    from analysis.models import CheckRun
+    from ingest.models import TestCase
+    from polling.services import add_repository
+    from tests.factories import WorkflowRunFactory
+
+    settings.GITHUB_TOKEN = "ghp_any"
+    repository, _ = add_repository(full_name="acme/button")
+    run = WorkflowRunFactory(repository=repository, sha="b" * 40)
+    test = TestCase.objects.create(repository=repository, identity="f" * 40, name="test_flaky")
+    check = CheckRun.objects.create(
+        repository=repository, head_sha=run.sha, github_id=99, flaky_tests=[test.pk]
+    )
+
+    response = deliver(
+        client,
+        "check_run",
+        {
+            "action": "requested_action",
+            "requested_action": {"identifier": "quarantine"},
+            "check_run": {"id": check.github_id, "head_sha": run.sha},
+            "repository": {"full_name": repository.full_name},
+            "sender": {"login": "octocat"},
+        },
+    )
+
+    assert response.status_code == 200
+    publish = Job.objects.get(kind=JobKind.PUBLISH_CHECK)
+    assert publish.payload == {"repository_id": repository.pk, "head_sha": run.sha}

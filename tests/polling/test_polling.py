@@ -334,3 +334,4 @@ def test_admin_adds_repositories_with_github_settings_and_polls_them(client) -> 
     assert Job.objects.get(kind=JobKind.POLL_REPO).payload == {"repository_id": repository.pk}
     assert client.get("/admin/ingest/artifact/").status_code == 200
     assert client.get("/admin/polling/webhookdelivery/").status_code == 200
+    assert client.get("/admin/analysis/checkrun/").status_code == 200

@@ -39,3 +39,25 @@ def redis_url() -> str:
     if not url:
         pytest.fail("this test needs Redis: run it through `make test`")
     return url
+
+
+FAKE_GITHUB_TOKEN = "ghp_fake_github_token"
+
+
+@pytest.fixture
+def fake_github(settings):
+    """A fake GitHub server, with FlakeGuard's settings pointing at it through a token."""
+    from polling.clients import forget_clients
+    from tests.github_fake import FakeGitHub
+
+    with FakeGitHub() as fake:
+        fake.add_token(FAKE_GITHUB_TOKEN)
+        settings.GITHUB_API_URL = fake.api_url
+        settings.GITHUB_TOKEN = FAKE_GITHUB_TOKEN
+        settings.GITHUB_APP_ID = ""
+        settings.GITHUB_RETRIES = 1
+        settings.GITHUB_TIMEOUT_SECONDS = 5
+        settings.REDIS_URL = ""  # the rate budget lives in the process for these tests
+        forget_clients()
+        yield fake
+        forget_clients()

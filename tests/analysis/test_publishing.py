@@ -24,14 +24,12 @@ from flakeguard.models import Job, JobKind, JobState
 from ingest.models import Repository, TestCase, WorkflowRun
 from ingest.runs import RunFile, RunInfo
 from ingest.store import store_run
-from polling.clients import forget_clients
 from polling.models import ConclusionPolicy, GitHubSettings
 from tests.analysis.factories import TestScoreFactory
 from tests.github_fake import FakeGitHub
 from tests.ingest.junit_samples import pytest_report, write
 
 REPO = "acme/shop"
-TOKEN = "ghp_publishing_token"
 SHA = "c0ffee" + "0" * 34
 BASE = datetime(2026, 9, 1, 8, tzinfo=UTC)
 CHECK_RUNS = r"/repos/acme/shop/check-runs$"
@@ -39,19 +37,9 @@ CHECK_RUN = r"/repos/acme/shop/check-runs/\d+$"
 
 
 @pytest.fixture
-def github(settings):
-    with FakeGitHub() as fake:
-        fake.add_token(TOKEN)
-        fake.repo(REPO)
-        settings.GITHUB_API_URL = fake.api_url
-        settings.GITHUB_TOKEN = TOKEN
-        settings.GITHUB_APP_ID = ""
-        settings.GITHUB_RETRIES = 1
-        settings.GITHUB_TIMEOUT_SECONDS = 5
-        settings.REDIS_URL = ""  # the rate budget lives in the process for these tests
-        forget_clients()
-        yield fake
-        forget_clients()
+def github(fake_github: FakeGitHub) -> FakeGitHub:
+    fake_github.repo(REPO)
+    return fake_github
 
 
 def store(

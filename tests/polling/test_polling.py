@@ -15,7 +15,6 @@ from django.utils import timezone
 from flakeguard.jobs import claim_job, run_job
 from flakeguard.models import Job, JobKind, JobState
 from ingest.models import Artifact, ArtifactState, Repository, TestResult, WorkflowRun
-from polling.clients import forget_clients
 from polling.models import GitHubSettings
 from polling.services import (
     add_repository,
@@ -25,11 +24,11 @@ from polling.services import (
     poll_repository,
     schedule_polls,
 )
+from tests.conftest import FAKE_GITHUB_TOKEN as TOKEN
 from tests.github_fake import FakeGitHub, junit_zip
 from tests.ingest.junit_samples import pytest_report
 
 REPO = "acme/shop"
-TOKEN = "ghp_polling_token"
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=20)
 
 
@@ -47,17 +46,9 @@ def report(outcome: str = "passed") -> bytes:
 
 
 @pytest.fixture
-def github(settings):
-    with FakeGitHub() as fake:
-        fake.add_token(TOKEN)
-        fake.repo(REPO)
-        settings.GITHUB_API_URL = fake.api_url
-        settings.GITHUB_TOKEN = TOKEN
-        settings.GITHUB_APP_ID = ""
-        settings.REDIS_URL = ""  # the budget lives in the process for these tests
-        forget_clients()
-        yield fake
-        forget_clients()
+def github(fake_github: FakeGitHub) -> FakeGitHub:
+    fake_github.repo(REPO)
+    return fake_github
 
 
 @pytest.fixture

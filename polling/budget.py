@@ -13,8 +13,8 @@ import time
 
 import redis
 
-# Requests kept in reserve: polling stops a little before zero so that the
-# check-run writes of the analyses under way still get through.
+# Requests kept in reserve: workers stop a little before zero, since several
+# of them may be between reading the budget and spending their next request.
 RESERVE = 50
 _KEY = "flakeguard:github-budget:{}"
 

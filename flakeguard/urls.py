@@ -1,4 +1,4 @@
-"""URL map: health, metrics, admin, the REST API and the dashboard."""
+"""URL map: health, metrics, admin, the REST API, GitHub webhooks and the dashboard."""
 
 from __future__ import annotations
 

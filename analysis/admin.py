@@ -10,8 +10,9 @@ from django.http import HttpRequest
 from django.utils.html import format_html_join
 
 from analysis.models import CheckRun, Quarantine, ScoringConfig, TestScore
+from analysis.quarantines import quarantine_tests, release_tests
 from analysis.scoring import ScoringSettings, describe_event
-from analysis.services import quarantine_tests, release_tests, update_scoring_settings
+from analysis.services import update_scoring_settings
 from ingest.models import TestCase
 
 

@@ -10,8 +10,8 @@ from rest_framework import mixins, serializers, viewsets
 from rest_framework.exceptions import ValidationError
 
 from analysis.models import Quarantine, TestScore
+from analysis.quarantines import quarantine_tests
 from analysis.scoring import describe_event
-from analysis.services import quarantine_tests
 from ingest.models import TestCase
 
 

@@ -1,4 +1,4 @@
-"""Analysis services: score the tests of one run, rescore a repository, quarantine tests.
+"""Analysis services: score the tests of one run, rescore a repository, change its settings.
 
 Every write to the scores of a repository happens under its analysis lock
 (``analysis.locks``), so analyze jobs of runs stored at the same time, and a
@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from analysis import loading
 from analysis.database import allow_large_aggregates, lock_repository_analysis
-from analysis.models import Quarantine, ScoringConfig, TestScore
+from analysis.models import ScoringConfig, TestScore
 from analysis.publishing import enqueue_publish
 from analysis.scores import save_verdicts, verdict_of
 from analysis.scoring import (
@@ -391,33 +391,3 @@ def update_scoring_settings(*, repository: Repository, overrides: dict[str, Any]
         )
         job, _ = enqueue_recompute(repository=repository, reason="scoring settings changed")
     return job
-
-
-# --- quarantine -------------------------------------------------------------
-
-
-def quarantine_tests(
-    *, tests: list[TestCase], created_by: str, reason: str = ""
-) -> list[Quarantine]:
-    """Quarantine these tests (already quarantined ones keep their first record)."""
-    made = []
-    with transaction.atomic():
-        for test in tests:
-            quarantine, created = Quarantine.objects.get_or_create(
-                test=test,
-                defaults={
-                    "repository_id": test.repository_id,
-                    "created_by": created_by,
-                    "reason": reason,
-                },
-            )
-            if created:
-                logger.info("%s quarantined by %s", test, created_by or "unknown")
-            made.append(quarantine)
-    return made
-
-
-def release_tests(*, tests: list[TestCase]) -> int:
-    """Take these tests out of quarantine; returns how many were in it."""
-    deleted, _ = Quarantine.objects.filter(test__in=tests).delete()
-    return deleted

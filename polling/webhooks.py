@@ -30,7 +30,7 @@ from django.views.decorators.http import require_POST
 
 from analysis.models import CheckRun
 from analysis.publishing import enqueue_publish
-from analysis.services import quarantine_tests
+from analysis.quarantines import quarantine_tests
 from ingest.models import Repository, TestCase, WorkflowRun
 from polling.github import verify_webhook_signature
 from polling.models import GitHubSettings, WebhookDelivery

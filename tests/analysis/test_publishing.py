@@ -18,7 +18,8 @@ from analysis.publishing import (
     publish_check_job,
     publish_check_run,
 )
-from analysis.services import analyze_run, quarantine_tests
+from analysis.quarantines import quarantine_tests
+from analysis.services import analyze_run
 from flakeguard.jobs import TransientJobError, enqueue_job, run_job
 from flakeguard.models import Job, JobKind, JobState
 from ingest.models import Repository, TestCase, WorkflowRun

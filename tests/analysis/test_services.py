@@ -14,12 +14,11 @@ from django.utils import timezone
 
 from analysis.database import lock_repository_analysis
 from analysis.models import Quarantine, ScoringConfig, TestScore
+from analysis.quarantines import quarantine_tests, release_tests
 from analysis.services import (
     analyze_run,
     enqueue_recompute,
-    quarantine_tests,
     recompute_repository,
-    release_tests,
     update_scoring_settings,
 )
 from flakeguard.jobs import claim_job, run_job

@@ -1,7 +1,7 @@
 """Analysis services: score the tests of one run, rescore a repository, change its settings.
 
 Every write to the scores of a repository happens under its analysis lock
-(``analysis.locks``), so analyze jobs of runs stored at the same time, and a
+(``analysis.database``), so analyze jobs of runs stored at the same time, and a
 recompute running beside them, take turns and lose no update. A run reaches
 the scores exactly once: its ``analyzed_at`` is set in the transaction that
 applies it, and readers leave out runs that are not analyzed yet.

@@ -87,14 +87,16 @@ def upsert_test_identities(
     """Make sure every (identity, classname, name, file) exists; return identity → pk.
 
     One set-based insert and one select per call, whatever the batch size.
-    Sorted so that concurrent importers take row locks in the same order
-    within a batch. Two imports that each create tests the other needs in a
-    later batch can still deadlock; PostgreSQL then aborts one, and the job
-    runner retries it as a transient error.
+    New tests get their ids in report order: later runs report them in the
+    same order, so their rows reach the (test, run, position) primary key in
+    ascending order, which PostgreSQL indexes measurably cheaper than rows in
+    random order. Concurrent importers of one suite insert in the same order;
+    two imports that each create tests the other needs can still deadlock,
+    and PostgreSQL then aborts one, which the job runner retries.
     """
     if not identities:
         return {}
-    ordered = sorted(identities)
+    ordered = list(identities)
     keys = [identity for identity, _, _, _ in ordered]
     now = timezone.now()
     if is_postgresql():

@@ -334,6 +334,8 @@ class _ResultWriter:
         if not missing:
             return
         self.sink.pause()  # the upsert needs the connection the COPY holds
-        found = bulk.upsert_test_identities(self.repository_id, list(set(missing.values())))
+        found = bulk.upsert_test_identities(
+            self.repository_id, list(dict.fromkeys(missing.values()))
+        )
         for key, identity in missing.items():
             txn[key] = found[identity[0]]

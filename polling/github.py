@@ -300,17 +300,8 @@ class GitHubClient:
             raise
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise Unavailable(f"GitHub unreachable: {exc}") from exc
-        except requests.exceptions.RetryError as exc:
+        except requests.exceptions.RetryError as exc:  # 5xx until the retries ran out
             raise Unavailable(f"GitHub kept failing: {exc}") from exc
-        except Exception as exc:
-            # urllib3 retries exhausted on 5xx, or PyGithub refusing to wait
-            # longer than max_rate_limit_wait
-            text = str(exc)
-            if "rate limit" in text.lower():
-                raise RateLimited(text, reset_at=time.time() + 60) from exc
-            if "Max retries" in text or "too many" in text.lower():
-                raise Unavailable(f"GitHub kept failing: {text}") from exc
-            raise
 
     def _raise_for(self, status: int, headers: Any, data: Any) -> None:
         headers = {str(k).lower(): v for k, v in dict(headers or {}).items()}

@@ -27,7 +27,7 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -105,20 +105,52 @@ def enqueue_job(
     job and whether it was created; a duplicate cause returns the first job.
     """
     now = timezone.now()
-    job, created = Job.objects.get_or_create(
+    job = Job(
+        kind=kind,
         dedup_key=dedup_key,
-        defaults={
-            "kind": kind,
-            "payload": payload or {},
-            "max_attempts": max_attempts or settings.FLAKEGUARD_JOB_MAX_ATTEMPTS,
-            "next_attempt_at": now,
-            "dispatched_at": now,
-        },
+        payload=payload or {},
+        max_attempts=max_attempts or settings.FLAKEGUARD_JOB_MAX_ATTEMPTS,
+        next_attempt_at=now,
+        dispatched_at=now,
     )
+    created = _insert_unless_duplicate(job)
+    if not created:
+        job = Job.objects.get(dedup_key=dedup_key)
     if created:
         logger.info("job %s enqueued: %s", job.pk, dedup_key)
         dispatch_on_commit(job)
     return job, created
+
+
+def _insert_unless_duplicate(job: Job) -> bool:
+    """Insert the job unless its dedup key exists; True when inserted.
+
+    One ``INSERT … ON CONFLICT DO NOTHING`` on PostgreSQL (a job is queued with
+    every stored run, so the round trips of get_or_create showed in the import
+    rate); elsewhere a savepointed insert.
+    """
+    if connection.vendor != "postgresql":
+        try:
+            with transaction.atomic():
+                job.save(force_insert=True)
+        except IntegrityError:
+            return False
+        return True
+    fields = [f for f in Job._meta.concrete_fields if not f.primary_key]
+    values = [f.get_db_prep_save(f.pre_save(job, True), connection) for f in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {Job._meta.db_table} ({', '.join(f.column for f in fields)}) "
+            f"VALUES ({', '.join(['%s'] * len(fields))}) "
+            f"ON CONFLICT (dedup_key) DO NOTHING RETURNING id",
+            values,
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    job.pk = row[0]
+    job._state.adding = False
+    return True
 
 
 def dispatch_on_commit(job: Job) -> None:

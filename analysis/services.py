@@ -138,9 +138,7 @@ def analyze_run(*, run_pk: int) -> dict[str, Any]:
         save_verdicts(repository.pk, [*advanced, *rescored])
         WorkflowRun.objects.filter(pk=run_pk).update(analyzed_at=timezone.now())
         enqueue_publish(run=run)
-    flaky = sum(1 for _, v in rescored if v.status == FLAKY) + sum(
-        1 for _, v in advanced if v.status == FLAKY
-    )
+    flaky = sum(verdict.status == FLAKY for _, verdict in [*advanced, *rescored])
     seconds = time.perf_counter() - started
     logger.info(
         "%s run %s attempt %s analyzed: %s tests (%s rescored), %s flaky among them, %.2fs",

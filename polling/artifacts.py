@@ -33,8 +33,10 @@ from polling.github import (
     GitHubError,
     Gone,
     RateLimited,
+    TooLarge,
     Unavailable,
     artifact_matches,
+    parse_time,
 )
 from polling.models import GitHubSettings
 
@@ -93,7 +95,7 @@ def _attempt_starts(client: GitHubClient, run: RunInfo, latest: int) -> dict[int
         data = client.run_attempt(run.repo, run.run_id, attempt)
         value = data.get("run_started_at") or data.get("created_at")
         if value:
-            starts[attempt] = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+            starts[attempt] = parse_time(value)
     return starts
 
 
@@ -157,13 +159,9 @@ def _download(
         except Gone:
             _mark(record, ArtifactState.EXPIRED, "expired (410 Gone)")
             continue
-        except (RateLimited, Unavailable):
-            raise
-        except GitHubError as exc:
-            if "too large" in str(exc):
-                _mark(record, ArtifactState.TOO_LARGE, str(exc))
-                continue
-            raise
+        except TooLarge as exc:
+            _mark(record, ArtifactState.TOO_LARGE, str(exc))
+            continue
         files.append(RunFile(path=path, label=artifact.name, display=f"{artifact.name}.zip"))
     return files
 

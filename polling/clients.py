@@ -33,8 +33,9 @@ def github_config() -> GitHubConfig:
 
 
 def github_configured() -> bool:
-    return bool(settings.GITHUB_TOKEN or (settings.GITHUB_APP_ID and (
-        settings.GITHUB_APP_PRIVATE_KEY or settings.GITHUB_APP_PRIVATE_KEY_PATH)))  # fmt: skip
+    """Credentials are set: a token, or an App id with its private key."""
+    app_key = settings.GITHUB_APP_PRIVATE_KEY or settings.GITHUB_APP_PRIVATE_KEY_PATH
+    return bool(settings.GITHUB_TOKEN or (settings.GITHUB_APP_ID and app_key))
 
 
 def client_for(repository: Repository) -> GitHubClient:

@@ -62,6 +62,10 @@ class Gone(GitHubError):
     """The resource expired (410): an artifact past its retention period."""
 
 
+class TooLarge(GitHubError):
+    """The artifact is larger than the download cap."""
+
+
 class Forbidden(GitHubError):
     """GitHub refuses this write for these credentials (e.g. check runs need an App)."""
 
@@ -147,20 +151,16 @@ class GitHubClient:
         if created_since is not None:
             params["created"] = f">={created_since.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}"
         headers = {"If-None-Match": etag} if etag else {}
-        url = f"/repos/{repo}/actions/runs"
         runs: list[dict[str, Any]] = []
         first_etag = ""
-        page = 0
-        while url:
-            response_headers, data = self._get(url, params if page == 0 else None, headers)
+        for page, (response_headers, data) in enumerate(
+            self._pages(f"/repos/{repo}/actions/runs", params, headers)
+        ):
             if page == 0:
                 first_etag = response_headers.get("etag", "")
                 if data is None:  # 304 Not Modified
                     return [], etag, True
             runs.extend(data.get("workflow_runs", []))
-            url = _next_link(response_headers.get("link", ""))
-            headers = {}
-            page += 1
         return runs, first_etag, False
 
     def run_attempt(self, repo: str, run_id: int, attempt: int) -> dict[str, Any]:
@@ -169,22 +169,20 @@ class GitHubClient:
 
     def run_artifacts(self, repo: str, run_id: int) -> list[ArtifactInfo]:
         """Every artifact of the run, all attempts together (GitHub does not tell them apart)."""
-        url: str | None = f"/repos/{repo}/actions/runs/{run_id}/artifacts"
-        params: dict[str, Any] | None = {"per_page": PER_PAGE}
         artifacts = []
-        while url:
-            headers, data = self._get(url, params)
+        for _, data in self._pages(
+            f"/repos/{repo}/actions/runs/{run_id}/artifacts", {"per_page": PER_PAGE}
+        ):
             for item in data.get("artifacts", []):
                 artifacts.append(
                     ArtifactInfo(
                         id=int(item["id"]),
                         name=str(item.get("name", "")),
                         size_bytes=int(item.get("size_in_bytes") or 0),
-                        created_at=_parse_time(item.get("created_at")),
+                        created_at=parse_time(item.get("created_at")),
                         expired=bool(item.get("expired")),
                     )
                 )
-            url, params = _next_link(headers.get("link", "")), None
         return artifacts
 
     def download_artifact(self, repo: str, artifact_id: int, dest: Path, *, max_bytes: int) -> int:
@@ -192,8 +190,8 @@ class GitHubClient:
 
         GitHub answers with a redirect to a blob URL that lives about a
         minute, so it is followed at once, without our credentials. Raises
-        Gone for an expired artifact and GitHubError("too large") past
-        ``max_bytes`` (the partial file is removed).
+        Gone for an expired artifact and TooLarge past ``max_bytes`` (the
+        partial file is removed).
         """
         self._respect_budget()
         url = f"{self.config.api_url}/repos/{repo}/actions/artifacts/{artifact_id}/zip"
@@ -222,11 +220,11 @@ class GitHubClient:
                     raise Unavailable(f"artifact {artifact_id}: blob answered {blob.status_code}")
                 declared = int(blob.headers.get("Content-Length") or 0)
                 if declared > max_bytes:
-                    raise GitHubError(f"artifact {artifact_id} is too large ({declared:,} bytes)")
+                    raise TooLarge(f"artifact {artifact_id} is too large ({declared:,} bytes)")
                 for chunk in blob.iter_content(chunk_size=1 << 16):
                     written += len(chunk)
                     if written > max_bytes:
-                        raise GitHubError(
+                        raise TooLarge(
                             f"artifact {artifact_id} is too large (over {max_bytes:,} bytes)"
                         )
                     out.write(chunk)
@@ -248,6 +246,25 @@ class GitHubClient:
         return data
 
     # --- plumbing ---------------------------------------------------------------
+
+    def _pages(
+        self, url: str, params: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> Iterator[tuple[dict[str, Any], Any]]:
+        """(headers, data) of each page, following the ``Link: rel="next"`` header.
+
+        The query and the conditional headers go with the first request only:
+        the next links carry the query, and a 304 (data None) ends the walk.
+        """
+        next_url: str | None = url
+        first = True
+        while next_url:
+            response_headers, data = self._get(
+                next_url, params if first else None, headers if first else None
+            )
+            yield response_headers, data
+            if data is None:
+                return
+            next_url, first = _next_link(response_headers.get("link", "")), False
 
     def _get(
         self, url: str, params: dict[str, Any] | None = None, headers: dict[str, str] | None = None
@@ -304,7 +321,7 @@ class GitHubClient:
             raise Unavailable(f"GitHub kept failing: {exc}") from exc
 
     def _raise_for(self, status: int, headers: Any, data: Any) -> None:
-        headers = {str(k).lower(): v for k, v in dict(headers or {}).items()}
+        headers = _lowercase(headers)
         message = data.get("message", "") if isinstance(data, dict) else str(data or "")
         if status in (403, 429) and (
             headers.get("x-ratelimit-remaining") == "0"
@@ -319,9 +336,9 @@ class GitHubClient:
             )
         if status == 410:
             raise Gone(message or "gone", status=status)
-        if status in (401, 403, 404, 422) or 400 <= status < 500:
-            if status == 403:
-                raise Forbidden(message or "forbidden", status=status)
+        if status == 403:
+            raise Forbidden(message or "forbidden", status=status)
+        if 400 <= status < 500:
             raise GitHubError(f"GitHub answered {status}: {message}", status=status)
         if status >= 500:
             raise Unavailable(f"GitHub answered {status}: {message}", status=status)
@@ -342,7 +359,7 @@ class GitHubClient:
     def _record(self, headers: Any) -> None:
         if self.budget is None:
             return
-        headers = {str(k).lower(): v for k, v in dict(headers or {}).items()}
+        headers = _lowercase(headers)
         remaining = headers.get("x-ratelimit-remaining")
         reset = headers.get("x-ratelimit-reset")
         if remaining is None or reset is None:
@@ -419,7 +436,12 @@ def _reset_time(headers: dict[str, Any]) -> float:
     return now + 60
 
 
-def _parse_time(value: Any) -> datetime | None:
+def _lowercase(headers: Any) -> dict[str, Any]:
+    return {str(k).lower(): v for k, v in dict(headers or {}).items()}
+
+
+def parse_time(value: Any) -> datetime | None:
+    """A timestamp as GitHub writes it ("2026-09-01T12:00:00Z"), or None."""
     if not value:
         return None
     return datetime.fromisoformat(str(value).replace("Z", "+00:00"))

@@ -30,7 +30,7 @@ from flakeguard.models import Job, JobKind
 from ingest.models import Repository
 from ingest.runs import RunInfo
 from polling.clients import client_for
-from polling.github import GitHubError, RateLimited, Unavailable
+from polling.github import GitHubError, RateLimited, Unavailable, parse_time
 from polling.models import GitHubSettings
 
 logger = logging.getLogger(__name__)
@@ -68,8 +68,8 @@ def run_info_from_github(repo: str, run: dict[str, Any], *, attempt: int | None 
         branch=str(run.get("head_branch") or ""),
         event=str(run.get("event") or ""),
         workflow=str(run.get("name") or ""),
-        started_at=_when(run.get("run_started_at") or run.get("created_at")),
-        completed_at=_when(run.get("updated_at")),
+        started_at=parse_time(run.get("run_started_at") or run.get("created_at")),
+        completed_at=parse_time(run.get("updated_at")),
     )
 
 
@@ -95,12 +95,6 @@ def enqueue_github_run(*, repository: Repository, run: dict[str, Any]) -> list[t
                 )
             )
     return queued
-
-
-def _when(value: Any) -> datetime | None:
-    if not value:
-        return None
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
 
 # --- polling ------------------------------------------------------------------
@@ -169,7 +163,7 @@ def poll_repository(*, repository: Repository) -> dict[str, Any]:
         GitHubSettings.objects.filter(pk=github.pk).update(last_poll_error=str(exc))
         raise PermanentJobError(f"polling {repository.full_name}: {exc}") from exc
     queued = _queue_new_runs(repository, runs)
-    newest = max((_when(r.get("created_at")) for r in runs), default=None)
+    newest = max((parse_time(r.get("created_at")) for r in runs), default=None)
     GitHubSettings.objects.filter(pk=github.pk).update(
         runs_etag=etag,
         runs_seen_until=max(filter(None, [newest, github.runs_seen_until]), default=None),

@@ -40,9 +40,10 @@ class ScoringSettings:
 
     # Recovery: the score halves every half_life clean results after the last
     # flaky event. The half-life adapts to how often the test used to flake
-    # (half_life_gaps times the median distance between its events, in
-    # results), bounded below and above, so a 1-in-100 flake is not forgiven
-    # after 50 lucky passes and a fixed 1-in-5 flake recovers within ~50.
+    # (half_life_gaps times the mean distance between its events, in results
+    # of the jobs it flaked in), bounded below and above, so a 1-in-100 flake
+    # is not forgiven after a lucky stretch and a fixed frequent flake
+    # recovers after about min_half_life clean results.
     half_life_gaps: float = 4.0
     min_half_life: int = 100
     max_half_life: int = 600

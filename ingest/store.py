@@ -285,8 +285,9 @@ class _ResultWriter:
             test_id = process.get(key) or txn.get(key)
             if test_id is None:
                 return None
-            if (label or record.label or fallback_label) != job:
-                job = label or record.label or fallback_label
+            row_job = label or record.label or fallback_label
+            if row_job != job:
+                job = row_job
                 load = loads.setdefault(job, [0, 0])
             load[0] += 1
             outcome = record.outcome

@@ -123,6 +123,33 @@ def test_partly_parsed_bad_file_leaves_no_rows_and_later_files_reuse_its_tests(
 
 
 @pytest.mark.django_db
+def test_job_loads_count_the_results_and_failures_each_job_keeps(tmp_path: Path) -> None:
+    linux = write(tmp_path / "linux" / "junit.xml", pytest_report(CASES))
+    macos = write(tmp_path / "macos" / "junit.xml", pytest_report(CASES[:2]))
+    many = [("tests.test_big", f"test_{i}", "failed") for i in range(6000)]
+    truncated = write(tmp_path / "win" / "cut.xml", pytest_report(many)[:-200])
+
+    store_run(
+        run=RUN,
+        files=[
+            RunFile(path=linux, label="linux"),
+            RunFile(path=truncated, label="windows"),
+            RunFile(path=macos, label="macos"),
+        ],
+    )
+
+    # failed and error count as failures; the refused report's rows are gone
+    assert WorkflowRun.objects.get().job_loads == {"linux": [4, 2], "macos": [2, 1]}
+
+    # Counted as the rows are written when no report is refused.
+    retry = RunInfo(**{**RUN.__dict__, "run_attempt": 2})
+    store_run(
+        run=retry, files=[RunFile(path=linux, label="linux"), RunFile(path=macos, label="macos")]
+    )
+    assert WorkflowRun.objects.get(run_attempt=2).job_loads == {"linux": [4, 2], "macos": [2, 1]}
+
+
+@pytest.mark.django_db
 def test_archive_refused_at_a_later_member_takes_back_the_members_before_it(tmp_path: Path) -> None:
     first = pytest_report([("t", f"test_{i}", "passed") for i in range(600)])
     archive = write_zip(tmp_path / "art.zip", {"a/1.xml": first, "a/2.xml": first})

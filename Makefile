@@ -5,10 +5,10 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-fast bench lint format run worker beat flower clean
+.PHONY: help install demo test test-fast conformance bench lint format run worker beat flower clean
 
 help:  ## Show this list
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ is required" >&2; exit 1; }
@@ -28,6 +28,9 @@ demo: $(STAMP)  ## Import a bundled sample history on the embedded default and s
 
 test: $(STAMP)  ## Run the whole suite against throwaway PostgreSQL and Redis
 	scripts/with-services.sh $(PY) -m pytest $(PYTEST_ARGS)
+
+conformance: $(STAMP)  ## Check parse_junit against the JUnit corpus (FLAKEGUARD_JUNIT_CORPUS, default ../shared/junit-corpus)
+	$(PY) scripts/conformance.py
 
 bench: $(STAMP)  ## Parser throughput and memory; import rate vs raw COPY; recompute and analyze times
 	$(PY) -m bench.parser

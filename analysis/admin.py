@@ -9,7 +9,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html_join
 
-from analysis.models import CheckRun, Quarantine, ScoringConfig, TestScore
+from analysis.models import Quarantine, ScoringConfig, TestScore
 from analysis.quarantines import quarantine_tests, release_tests
 from analysis.scoring import ScoringSettings, describe_event
 from analysis.services import update_scoring_settings
@@ -95,24 +95,3 @@ class ScoringConfigAdmin(admin.ModelAdmin):
         self.message_user(
             request, f"Scoring settings saved; recompute job {job.pk} queued.", messages.SUCCESS
         )
-
-
-@admin.register(CheckRun)
-class CheckRunAdmin(admin.ModelAdmin):
-    """The FlakeGuard check run of each commit, and why GitHub refused one."""
-
-    list_display = (
-        "repository",
-        "head_sha",
-        "state",
-        "conclusion",
-        "new_failures",
-        "known_flaky_failures",
-        "published_at",
-    )
-    list_filter = ("state", "conclusion", "repository")
-    search_fields = ("head_sha",)
-    readonly_fields = [f.name for f in CheckRun._meta.fields]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False

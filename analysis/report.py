@@ -18,6 +18,7 @@ from django.db.models import Count, Exists, OuterRef, Q
 from analysis.models import Quarantine, TestScore, TestStatus
 from analysis.scoring import describe_event
 from ingest.models import Repository
+from ingest.timestamps import parse_timestamp
 
 # Report order of the statuses: the ones that need a person first.
 STATUSES: tuple[str, ...] = (
@@ -159,7 +160,8 @@ def _day(value: str | None) -> str:
     if not value:
         return ""
     try:
-        return datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M")
+        parsed = parse_timestamp(value)
+        return parsed.strftime("%Y-%m-%d %H:%M") if parsed else ""
     except ValueError:
         return value
 

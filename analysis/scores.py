@@ -8,6 +8,7 @@ from datetime import datetime
 from analysis.database import upsert_scores
 from analysis.models import TestScore
 from analysis.scoring import Verdict
+from ingest.timestamps import parse_timestamp
 
 
 def save_verdicts(repository_id: int, verdicts: Iterable[tuple[int, Verdict]]) -> int:
@@ -56,7 +57,7 @@ def verdict_of(score: TestScore) -> Verdict:
 
 
 def _when(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
+    return parse_timestamp(value)
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -19,9 +19,9 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from analysis import loading
+from analysis.announcements import announce_verdicts_changed
 from analysis.database import allow_large_aggregates, lock_repository_analysis
 from analysis.models import ScoringConfig, TestScore
-from analysis.publishing import enqueue_publish
 from analysis.scores import save_verdicts, verdict_of
 from analysis.scoring import (
     FLAKY,
@@ -33,9 +33,11 @@ from analysis.scoring import (
     quiet_verdict,
     score_test,
 )
-from flakeguard.jobs import PermanentJobError, checkpoint, enqueue_job
-from flakeguard.models import Job, JobKind, JobState
 from ingest.models import Repository, TestCase, TestResult, WorkflowRun
+from jobs.dispatch import enqueue_job
+from jobs.errors import PermanentJobError
+from jobs.models import Job, JobKind, JobState
+from jobs.runner import checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +80,7 @@ def analyze_run(*, run_pk: int) -> dict[str, Any]:
         # less than many runs applied one by one; it takes them all in.
         summary = recompute_repository(repository=run.repository)
         with transaction.atomic():
-            enqueue_publish(run=run)  # the check run of this run's commit, as for any other
+            _announce(run)  # this run's commit, as for any other run
         return {"analyzed": True, "run_pk": run_pk, "recomputed": summary}
     with transaction.atomic():
         repository = run.repository
@@ -137,7 +139,7 @@ def analyze_run(*, run_pk: int) -> dict[str, Any]:
         ]
         save_verdicts(repository.pk, [*advanced, *rescored])
         WorkflowRun.objects.filter(pk=run_pk).update(analyzed_at=timezone.now())
-        enqueue_publish(run=run)
+        _announce(run)
     flaky = sum(verdict.status == FLAKY for _, verdict in [*advanced, *rescored])
     seconds = time.perf_counter() - started
     logger.info(
@@ -159,6 +161,12 @@ def analyze_run(*, run_pk: int) -> dict[str, Any]:
         "flaky_in_run": flaky,
         "seconds": round(seconds, 3),
     }
+
+
+def _announce(run: WorkflowRun) -> None:
+    announce_verdicts_changed(
+        repository_id=run.repository_id, head_sha=run.sha, cause=f"run:{run.pk}"
+    )
 
 
 def _backlog(repository: Repository) -> int:

@@ -1,4 +1,4 @@
-"""The one Celery app: queues, routing by task name, and the Beat schedule.
+"""The one Celery app: the closed set of queues and the Beat schedule.
 
 Configuration comes from Django settings under the ``CELERY_`` prefix (see
 ``flakeguard.settings``, where every non-default value is explained).
@@ -12,36 +12,39 @@ from celery import Celery
 from celery.schedules import crontab
 from kombu import Queue as KombuQueue
 
-from flakeguard.queues import Queue
+from jobs.queues import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flakeguard.settings")
 
 app = Celery("flakeguard")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_queues = [KombuQueue(q.value, routing_key=q.value) for q in Queue]
-app.conf.task_routes = {
-    "ingest.*": {"queue": Queue.RUNS_INGEST.value},
-    "analysis.analyze_run": {"queue": Queue.RUNS_ANALYZE.value},
-    "analysis.publish_check": {"queue": Queue.RUNS_ANALYZE.value},
-    "analysis.recompute_repo": {"queue": Queue.TESTS_RECOMPUTE.value},
-    "analysis.schedule_recomputes": {"queue": Queue.TESTS_RECOMPUTE.value},
-    "polling.*": {"queue": Queue.POLLING.value},
-    "flakeguard.*": {"queue": Queue.POLLING.value},
-}
+# No routing table: a job task carries the queue its kind was declared on
+# (``jobs.registry.job_task``); each Beat entry names its queue below, so that
+# Beat routes right whether or not it imported the task modules.
 app.conf.beat_schedule = {
     # Re-dispatch jobs whose message was lost after commit, whose retry is due,
     # or whose worker died holding the lease. Every 30 s keeps retries prompt
     # while costing one indexed query.
-    "sweep-jobs": {"task": "flakeguard.sweep_jobs", "schedule": 30.0},
+    "sweep-jobs": {
+        "task": "flakeguard.sweep_jobs",
+        "schedule": 30.0,
+        "options": {"queue": Queue.POLLING.value},
+    },
     # Poll the repositories whose interval has passed (each has its own
     # interval; this only looks for due ones, one indexed query).
-    "schedule-polls": {"task": "polling.schedule_polls", "schedule": 30.0},
+    "schedule-polls": {
+        "task": "polling.schedule_polls",
+        "schedule": 30.0,
+        "options": {"queue": Queue.POLLING.value},
+    },
     # Rescore every repository from its whole history once a night (03:17 UTC,
     # off the hour when CI is quiet), so scores that runs-analyze advanced
     # incrementally are brought back to exactly what the history says.
     "nightly-recompute": {
         "task": "analysis.schedule_recomputes",
         "schedule": crontab(hour=3, minute=17),
+        "options": {"queue": Queue.TESTS_RECOMPUTE.value},
     },
 }
 app.autodiscover_tasks()

@@ -31,7 +31,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "django_prometheus",
-    "flakeguard",
+    "jobs",
     "ingest",
     "analysis",
     "polling",
@@ -127,9 +127,12 @@ GITHUB_TIMEOUT_SECONDS = env_int("GITHUB_TIMEOUT_SECONDS", 15)
 GITHUB_RETRIES = env_int("GITHUB_RETRIES", 3)
 # Largest artifact ZIP downloaded; a larger one is recorded as too large.
 FLAKEGUARD_ARTIFACT_MAX_BYTES = env_int("FLAKEGUARD_ARTIFACT_MAX_BYTES", 1024**3)
-# Polling lists the completed runs created in the last days (re-runs of older
-# runs arrive through webhooks, or a backfill).
+# Polling lists the runs created in the last days (re-runs of older runs arrive
+# through webhooks; runs seen in progress are followed until they complete).
 FLAKEGUARD_POLL_WINDOW_DAYS = env_int("FLAKEGUARD_POLL_WINDOW_DAYS", 3)
+# Days of history a newly added repository brings with it (capped by how long
+# the repository keeps its artifacts, 90 days on GitHub unless set otherwise).
+FLAKEGUARD_BACKFILL_DAYS = env_int("FLAKEGUARD_BACKFILL_DAYS", 30)
 # A backfill job imports for this long, saves its place and queues itself again,
 # well inside the task time limit; a spent rate limit pauses it until the reset.
 FLAKEGUARD_BACKFILL_SLICE_SECONDS = env_int("FLAKEGUARD_BACKFILL_SLICE_SECONDS", 600)

@@ -9,12 +9,14 @@ from rest_framework.routers import DefaultRouter
 
 from analysis import api as analysis_api
 from analysis import views as analysis_views
-from flakeguard import api, health
+from flakeguard import health
+from ingest import api as ingest_api
+from jobs import api as jobs_api
 from polling import webhooks
 
 router = DefaultRouter()
-router.register("jobs", api.JobViewSet, basename="job")
-router.register("runs", api.RunViewSet, basename="run")
+router.register("jobs", jobs_api.JobViewSet, basename="job")
+router.register("runs", ingest_api.RunViewSet, basename="run")
 router.register("tests", analysis_api.TestScoreViewSet, basename="test")
 router.register("quarantine", analysis_api.QuarantineViewSet, basename="quarantine")
 

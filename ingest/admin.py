@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from ingest.models import Artifact, Repository, TestCase, WorkflowRun
+from ingest.models import Repository, TestCase, WorkflowRun
 
 
 @admin.register(Repository)
@@ -41,25 +41,4 @@ class TestCaseAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None) -> bool:
         # Identities are permanent: importers cache them per process, so a
         # deleted identity would be written again under a stale key.
-        return False
-
-
-@admin.register(Artifact)
-class ArtifactAdmin(admin.ModelAdmin):
-    """GitHub artifacts seen, and what became of each (never downloaded twice)."""
-
-    list_display = (
-        "name",
-        "repository",
-        "run_id",
-        "run_attempt",
-        "state",
-        "size_bytes",
-        "created_at",
-    )
-    list_filter = ("state", "repository")
-    search_fields = ("name", "=run_id", "=artifact_id")
-    readonly_fields = [f.name for f in Artifact._meta.fields]
-
-    def has_add_permission(self, request) -> bool:
         return False

@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from ingest.runs import RunFile, RunInfo
+from ingest.timestamps import parse_timestamp
 
 _REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 # GitHub event names: push and pull_request mostly, schedule and others allowed.
@@ -77,29 +77,13 @@ def parse_entry(obj: Any, *, base: Path, line: int = 0) -> ManifestEntry:
         branch=_optional_str(obj, "branch"),
         event=_event(obj),
         workflow=_optional_str(obj, "workflow"),
-        started_at=parse_time(obj.get("started_at"), "started_at"),
-        completed_at=parse_time(obj.get("completed_at"), "completed_at", required=False),
+        started_at=parse_timestamp(obj.get("started_at"), field="started_at", required=True),
+        completed_at=parse_timestamp(obj.get("completed_at"), field="completed_at"),
     )
     files = obj.get("files")
     if not isinstance(files, list) or not files:
         raise ValueError("files must be a non-empty list")
     return ManifestEntry(line=line, run=run, files=tuple(_run_file(f, base) for f in files))
-
-
-def parse_time(value: Any, field: str, *, required: bool = True) -> datetime | None:
-    if value is None or value == "":
-        if required:
-            raise ValueError(f"{field} is required (ISO-8601 time)")
-        return None
-    if not isinstance(value, str):
-        raise ValueError(f"{field} must be an ISO-8601 string")
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"{field} is not an ISO-8601 time: {value!r}") from None
-    if parsed.tzinfo is None:
-        raise ValueError(f"{field} must include a time zone: {value!r}")
-    return parsed
 
 
 def _run_file(entry: Any, base: Path) -> RunFile:

@@ -7,6 +7,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ingest.timestamps import parse_timestamp
+
 
 @dataclass(frozen=True)
 class RunInfo:
@@ -34,7 +36,7 @@ class RunInfo:
     def from_json(cls, data: dict[str, Any]) -> RunInfo:
         values = dict(data)
         for key in ("started_at", "completed_at"):
-            values[key] = datetime.fromisoformat(values[key]) if values.get(key) else None
+            values[key] = parse_timestamp(values.get(key), field=key)
         return cls(**values)
 
 

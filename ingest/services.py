@@ -12,10 +12,12 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
-from flakeguard.jobs import PermanentJobError, defer_eager_dispatch, enqueue_job, retry_jobs
-from flakeguard.models import Job, JobKind, JobState
 from ingest.runs import RunFile, RunInfo
 from ingest.store import store_run
+from jobs.dispatch import defer_eager_dispatch, enqueue_job
+from jobs.errors import PermanentJobError
+from jobs.models import Job, JobKind, JobState
+from jobs.sweeper import retry_jobs
 
 logger = logging.getLogger(__name__)
 

@@ -23,14 +23,14 @@ from typing import BinaryIO
 from django.conf import settings
 from django.db import transaction
 
-from flakeguard.jobs import enqueue_job
-from flakeguard.models import JobKind
 from ingest import bulk
 from ingest.archives import ArchiveError, ArchiveLimits, iter_junit_members
 from ingest.identity import failure_fingerprint, test_identity
 from ingest.junit import JUnitError, Outcome, TestCaseRecord, iter_test_cases
 from ingest.models import Repository, WorkflowRun
 from ingest.runs import RunFile, RunInfo
+from jobs.dispatch import enqueue_job
+from jobs.models import JobKind
 
 logger = logging.getLogger(__name__)
 

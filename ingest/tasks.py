@@ -1,14 +1,15 @@
-"""Celery tasks of the runs-ingest queue: thin wrappers over the job runner."""
+"""The job task of the runs-ingest queue."""
 
 from __future__ import annotations
 
-from celery import shared_task
+from typing import Any
 
-from flakeguard.jobs import run_job
 from ingest import services
+from jobs.models import Job, JobKind
+from jobs.queues import Queue
+from jobs.registry import job_task
 
 
-# Routed to runs-ingest by CELERY task_routes (the per-task queue attribute is deprecated).
-@shared_task(name="ingest.ingest_run", ignore_result=True)
-def ingest_run_task(job_id: int) -> None:
-    run_job(job_id, services.ingest_run_job)
+@job_task(JobKind.INGEST_RUN, queue=Queue.RUNS_INGEST)
+def ingest_run(job: Job) -> dict[str, Any]:
+    return services.ingest_run_job(job)

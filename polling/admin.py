@@ -1,20 +1,17 @@
-"""Admin for GitHub: repositories with their GitHub settings, poll and backfill actions, deliveries."""
+"""Admin for GitHub: repositories with their settings, poll and backfill actions, artifacts, check runs, deliveries."""
 
 from __future__ import annotations
-
-from datetime import timedelta
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.utils import timezone
 
-from flakeguard.jobs import enqueue_job
-from flakeguard.models import JobKind
 from ingest.admin import RepositoryAdmin
 from ingest.models import Repository
-from polling.models import GitHubSettings, WebhookDelivery
-from polling.services import enqueue_backfill
+from polling.backfill import enqueue_backfill
+from polling.discovery import enqueue_poll
+from polling.models import Artifact, CheckRun, GitHubSettings, WebhookDelivery
+from polling.repositories import follow_repository
 
 
 class GitHubSettingsInline(admin.StackedInline):
@@ -40,27 +37,21 @@ class GitHubRepositoryAdmin(RepositoryAdmin):
     """Repositories as ingest shows them, plus what FlakeGuard does with them on GitHub."""
 
     inlines = [GitHubSettingsInline]
-    actions = ("poll_now", "backfill_30_days")
+    actions = ("poll_now", "backfill_recent")
 
     def save_model(self, request: HttpRequest, obj: Repository, form, change: bool) -> None:
         super().save_model(request, obj, form, change)
-        GitHubSettings.objects.get_or_create(repository=obj)  # same as add_repo
+        # Following a repository added here brings its history, as with add_repo.
+        follow_repository(repository=obj)
 
     @admin.action(description="Poll GitHub now")
     def poll_now(self, request: HttpRequest, queryset: QuerySet[Repository]) -> None:
-        stamp = timezone.now().strftime("%Y%m%dT%H%M%S")
-        for repository in queryset:
-            enqueue_job(
-                kind=JobKind.POLL_REPO,
-                dedup_key=f"poll:{repository.pk}:admin:{stamp}",
-                payload={"repository_id": repository.pk},
-            )
-        self.message_user(request, f"{queryset.count()} poll job(s) queued.", messages.SUCCESS)
+        jobs = [enqueue_poll(repository=r, cause=f"admin:{request.user.pk}").pk for r in queryset]
+        self.message_user(request, f"Poll job(s) {jobs} queued.", messages.SUCCESS)
 
-    @admin.action(description="Backfill the last 30 days from GitHub")
-    def backfill_30_days(self, request: HttpRequest, queryset: QuerySet[Repository]) -> None:
-        since = timezone.now() - timedelta(days=30)
-        jobs = [enqueue_backfill(repository=r, since=since)[0].pk for r in queryset]
+    @admin.action(description="Backfill the recent history from GitHub")
+    def backfill_recent(self, request: HttpRequest, queryset: QuerySet[Repository]) -> None:
+        jobs = [enqueue_backfill(repository=r)[0].pk for r in queryset]
         self.message_user(request, f"Backfill job(s) {jobs} queued.", messages.SUCCESS)
 
 
@@ -75,4 +66,46 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+@admin.register(Artifact)
+class ArtifactAdmin(admin.ModelAdmin):
+    """GitHub artifacts seen, and what became of each (never downloaded twice)."""
+
+    list_display = (
+        "name",
+        "repository",
+        "run_id",
+        "run_attempt",
+        "state",
+        "size_bytes",
+        "created_at",
+    )
+    list_filter = ("state", "repository")
+    search_fields = ("name", "=run_id", "=artifact_id")
+    readonly_fields = [f.name for f in Artifact._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(CheckRun)
+class CheckRunAdmin(admin.ModelAdmin):
+    """The FlakeGuard check run of each commit, and why GitHub refused one."""
+
+    list_display = (
+        "repository",
+        "head_sha",
+        "state",
+        "conclusion",
+        "new_failures",
+        "known_flaky_failures",
+        "published_at",
+    )
+    list_filter = ("state", "conclusion", "repository")
+    search_fields = ("head_sha",)
+    readonly_fields = [f.name for f in CheckRun._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -23,9 +23,10 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
-from flakeguard.jobs import PermanentJobError, TransientJobError
-from ingest.models import Artifact, ArtifactState, Repository, WorkflowRun
+from ingest.models import Repository, WorkflowRun
 from ingest.runs import RunFile, RunInfo
+from ingest.timestamps import parse_timestamp
+from jobs.errors import PermanentJobError, TransientJobError
 from polling.clients import client_for
 from polling.github import (
     ArtifactInfo,
@@ -36,9 +37,8 @@ from polling.github import (
     TooLarge,
     Unavailable,
     artifact_matches,
-    parse_time,
 )
-from polling.models import GitHubSettings
+from polling.models import Artifact, ArtifactState, GitHubSettings
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def fetch_github_run(
     github = GitHubSettings.objects.filter(repository=repository).first()
     pattern = github.artifact_pattern if github else "*"
     try:
-        client = client_for(repository)
+        client = client_for(installation_id=repository.installation_id)
         starts = _attempt_starts(client, run, int(payload.get("latest_attempt") or run.run_attempt))
         artifacts = [
             a
@@ -95,7 +95,7 @@ def _attempt_starts(client: GitHubClient, run: RunInfo, latest: int) -> dict[int
         data = client.run_attempt(run.repo, run.run_id, attempt)
         value = data.get("run_started_at") or data.get("created_at")
         if value:
-            starts[attempt] = parse_time(value)
+            starts[attempt] = parse_timestamp(value)
     return starts
 
 

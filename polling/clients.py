@@ -1,4 +1,4 @@
-"""GitHub clients configured from the settings, one per repository's credentials."""
+"""GitHub clients configured from the settings, one per set of credentials and process."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from pathlib import Path
 
 from django.conf import settings
 
-from ingest.models import Repository
 from polling.budget import LocalRateBudget, RedisRateBudget
 from polling.github import GitHubClient, GitHubConfig, GitHubError
 
@@ -38,9 +37,16 @@ def github_configured() -> bool:
     return bool(settings.GITHUB_TOKEN or (settings.GITHUB_APP_ID and app_key))
 
 
-def client_for(repository: Repository) -> GitHubClient:
-    """A client with the credentials that reach this repository and the shared budget."""
-    return _client(github_config(), repository.installation_id)
+def client_for(*, installation_id: int | None) -> GitHubClient:
+    """A client with the configured credentials (as this App installation) and the shared budget."""
+    config = github_config()
+    key = (config, installation_id if config.app_id else None)
+    client = _clients.get(key)
+    if client is None:
+        client = _clients[key] = GitHubClient(
+            config, installation_id=installation_id, budget=_budget()
+        )
+    return client
 
 
 @cache
@@ -53,16 +59,6 @@ def _budget() -> RedisRateBudget | LocalRateBudget:
 # One client per credentials and process: an App installation's token is cached
 # inside it and renewed before it runs out, instead of fetched for every job.
 _clients: dict[tuple[GitHubConfig, int | None], GitHubClient] = {}
-
-
-def _client(config: GitHubConfig, installation_id: int | None) -> GitHubClient:
-    key = (config, installation_id if config.app_id else None)
-    client = _clients.get(key)
-    if client is None:
-        client = _clients[key] = GitHubClient(
-            config, installation_id=installation_id, budget=_budget()
-        )
-    return client
 
 
 def forget_clients() -> None:

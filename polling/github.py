@@ -31,6 +31,8 @@ import requests
 from github import Auth, Github, GithubException
 from urllib3.util.retry import Retry
 
+from ingest.timestamps import parse_timestamp
+
 logger = logging.getLogger(__name__)
 
 PER_PAGE = 100
@@ -138,16 +140,23 @@ class GitHubClient:
 
     # --- workflow runs ----------------------------------------------------------
 
-    def completed_runs(
-        self, repo: str, *, etag: str = "", created_since: datetime | None = None
+    def workflow_runs(
+        self,
+        repo: str,
+        *,
+        etag: str = "",
+        created_since: datetime | None = None,
+        status: str | None = None,
     ) -> tuple[list[dict[str, Any]], str, bool]:
-        """Completed workflow runs, newest first, following pagination.
+        """Workflow runs, newest first, following pagination; every status unless ``status``.
 
         Returns (runs, etag of the first page, not_modified). With ``etag`` the
         first page is a conditional request: when nothing changed GitHub answers
         304, which costs no rate limit, and no runs are returned.
         """
-        params: dict[str, Any] = {"status": "completed", "per_page": PER_PAGE}
+        params: dict[str, Any] = {"per_page": PER_PAGE}
+        if status:
+            params["status"] = status
         if created_since is not None:
             params["created"] = f">={created_since.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}"
         headers = {"If-None-Match": etag} if etag else {}
@@ -162,6 +171,33 @@ class GitHubClient:
                     return [], etag, True
             runs.extend(data.get("workflow_runs", []))
         return runs, first_etag, False
+
+    def workflow_run(
+        self, repo: str, run_id: int, *, etag: str = ""
+    ) -> tuple[dict[str, Any] | None, str]:
+        """One workflow run and its ETag; (None, etag) when unchanged since ``etag`` (free)."""
+        headers = {"If-None-Match": etag} if etag else None
+        response_headers, data = self._get(f"/repos/{repo}/actions/runs/{run_id}", None, headers)
+        if data is None:
+            return None, etag
+        return data, response_headers.get("etag", "")
+
+    def artifact_retention_days(self, repo: str) -> int | None:
+        """Days the repository keeps artifacts; None when these credentials may not read it.
+
+        Reading it takes the Actions administration permission, which an App
+        installed for checks and Actions alone does not have.
+        """
+        try:
+            _, data = self._get(f"/repos/{repo}/actions/permissions/artifact-and-log-retention")
+        except (RateLimited, Unavailable):
+            raise
+        except GitHubError as exc:
+            if exc.status in (403, 404):
+                return None
+            raise
+        days = data.get("days") if isinstance(data, dict) else None
+        return days if isinstance(days, int) and days > 0 else None
 
     def run_attempt(self, repo: str, run_id: int, attempt: int) -> dict[str, Any]:
         _, data = self._get(f"/repos/{repo}/actions/runs/{run_id}/attempts/{attempt}")
@@ -179,7 +215,7 @@ class GitHubClient:
                         id=int(item["id"]),
                         name=str(item.get("name", "")),
                         size_bytes=int(item.get("size_in_bytes") or 0),
-                        created_at=parse_time(item.get("created_at")),
+                        created_at=parse_timestamp(item.get("created_at")),
                         expired=bool(item.get("expired")),
                     )
                 )
@@ -438,13 +474,6 @@ def _reset_time(headers: dict[str, Any]) -> float:
 
 def _lowercase(headers: Any) -> dict[str, Any]:
     return {str(k).lower(): v for k, v in dict(headers or {}).items()}
-
-
-def parse_time(value: Any) -> datetime | None:
-    """A timestamp as GitHub writes it ("2026-09-01T12:00:00Z"), or None."""
-    if not value:
-        return None
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
 
 def iter_chunks(items: list[Any], size: int) -> Iterator[list[Any]]:

@@ -1,8 +1,14 @@
-"""How FlakeGuard follows a repository on GitHub: its settings, polling cursor, webhook deliveries."""
+"""What the GitHub edge keeps: how a repository is followed, its runs, artifacts and check runs.
+
+Settings and the polling cursor per repository, runs seen in progress (followed
+until they complete), each artifact and what became of it, each commit's one
+``FlakeGuard`` check run, and webhook deliveries (so a redelivery is ignored).
+"""
 
 from __future__ import annotations
 
 from django.db import models
+from django.utils import timezone
 
 from ingest.models import Repository
 
@@ -43,6 +49,9 @@ class GitHubSettings(models.Model):
     next_poll_at = models.DateTimeField(null=True, blank=True)
     last_polled_at = models.DateTimeField(null=True, blank=True)
     last_poll_error = models.TextField(blank=True)
+    # Check runs are posted for commits whose runs complete from this moment
+    # on; the history a backfill brings in is scored but not announced.
+    followed_since = models.DateTimeField(default=timezone.now)
 
     class Meta:
         verbose_name = "GitHub settings"
@@ -69,3 +78,104 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event}.{self.action} {self.delivery_id}"
+
+
+class FollowedRun(models.Model):
+    """A workflow run seen before it completed, asked after until it does, whatever its age.
+
+    Polling lists a window of recent runs; a nightly suite, or a run waiting
+    for an approval, can complete after it has left that window.
+    """
+
+    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="followed")
+    run_id = models.BigIntegerField()
+    status = models.CharField(max_length=32, blank=True, help_text="as GitHub last said")
+    # Of the run's last answer: asking again with If-None-Match costs no rate limit.
+    etag = models.CharField(max_length=255, blank=True)
+    first_seen_at = models.DateTimeField(auto_now_add=True)
+    checked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["repository", "run_id"], name="followed_run_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.repository} run {self.run_id} ({self.status or 'not completed'})"
+
+
+class ArtifactState(models.TextChoices):
+    PENDING = "pending", "pending"
+    INGESTED = "ingested", "ingested"
+    EXPIRED = "expired", "expired (410 Gone)"
+    TOO_LARGE = "too_large", "too large"
+    FAILED = "failed", "failed"
+
+
+class Artifact(models.Model):
+    """A GitHub Actions artifact of a run, and what became of it (downloaded once at most)."""
+
+    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="artifacts")
+    artifact_id = models.BigIntegerField()
+    run_id = models.BigIntegerField()
+    # Artifacts carry no attempt number: the attempt is inferred from the
+    # artifact's creation time against each attempt's start.
+    run_attempt = models.PositiveIntegerField()
+    name = models.CharField(max_length=255)
+    size_bytes = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(null=True, blank=True)
+    state = models.CharField(
+        max_length=16, choices=ArtifactState.choices, default=ArtifactState.PENDING
+    )
+    error = models.TextField(blank=True)
+    recorded_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "ingest_artifact"  # the table kept its name when the model moved here
+        constraints = [
+            models.UniqueConstraint(fields=["repository", "artifact_id"], name="artifact_unique"),
+        ]
+        indexes = [
+            models.Index(fields=["repository", "run_id"], name="artifact_run_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.repository} artifact {self.artifact_id} ({self.name}): {self.state}"
+
+
+class CheckRunState(models.TextChoices):
+    PENDING = "pending", "pending"
+    PUBLISHED = "published", "published"
+    # GitHub refused the write (on github.com only Apps may write check runs):
+    # recorded with its reason and not retried.
+    REFUSED = "refused", "refused by GitHub"
+
+
+class CheckRun(models.Model):
+    """The one ``FlakeGuard`` check run of a commit, created once and updated in place."""
+
+    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="check_runs")
+    head_sha = models.CharField(max_length=64)
+    github_id = models.BigIntegerField(null=True, blank=True, help_text="GitHub's check run id")
+    state = models.CharField(
+        max_length=16, choices=CheckRunState.choices, default=CheckRunState.PENDING
+    )
+    conclusion = models.CharField(max_length=32, blank=True)
+    # Test pks of the known flaky failures shown, which the "Quarantine" button quarantines.
+    flaky_tests = models.JSONField(default=list, blank=True)
+    # Keys of the annotations already sent: GitHub keeps each one it receives.
+    annotated = models.JSONField(default=list, blank=True)
+    new_failures = models.PositiveIntegerField(default=0)
+    known_flaky_failures = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    published_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "analysis_checkrun"  # the table kept its name when the model moved here
+        constraints = [
+            models.UniqueConstraint(fields=["repository", "head_sha"], name="check_run_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"FlakeGuard check of {self.repository}@{self.head_sha[:7]}: {self.state}"

@@ -23,29 +23,26 @@ from urllib.parse import parse_qs
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q, QuerySet
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from analysis.models import CheckRun
-from analysis.publishing import enqueue_publish
-from analysis.quarantines import quarantine_tests
-from ingest.models import Repository, TestCase, WorkflowRun
+from polling.checks import QUARANTINE_ACTION_ID
 from polling.github import verify_webhook_signature
-from polling.models import GitHubSettings, WebhookDelivery
-from polling.services import add_repository, enqueue_github_run
+from polling.models import WebhookDelivery
+from polling.publishing import quarantine_from_check_run
+from polling.repositories import (
+    attach_installation_repositories,
+    detach_installation,
+    detach_installation_repositories,
+    ingest_completed_run,
+)
 
 logger = logging.getLogger(__name__)
 
 READ_CHUNK_BYTES = 64 * 1024
 # GitHub's delivery ids are GUIDs (36 characters); the column holds 64.
 MAX_DELIVERY_ID_CHARS = 64
-QUARANTINE_ACTION = "quarantine"
-# Written to a repository's GitHub settings when the App's removal switches its
-# polling off, so that installing the App again switches it back on, and only
-# then: polling an operator turned off stays off.
-UNINSTALLED = "polling stopped: the GitHub App was removed from this repository"
 
 Outcome = dict[str, Any]
 Handler = Callable[[str, dict[str, Any]], Outcome]
@@ -205,82 +202,53 @@ def _on_workflow_run(action: str, payload: dict[str, Any]) -> Outcome:
     if not isinstance(run, dict) or not isinstance(run.get("id"), int):
         raise BadPayload("workflow_run payload without a run id")
     repo_data = _dict(payload.get("repository"))
-    full_name = _text(repo_data.get("full_name"))
-    installation_id = _installation_id(payload)
-    repository = Repository.objects.filter(full_name=full_name).first()
-    registered = False
-    if installation_id is not None and (repository is None or repository.installation_id is None):
-        # A repository the App was installed on without our hearing of it, or
-        # one whose installation we lost: the delivery tells us how to reach it.
-        attached = _attach(
-            [full_name], installation_id, default_branch=_text(repo_data.get("default_branch"))
+    try:
+        return ingest_completed_run(
+            full_name=_text(repo_data.get("full_name")),
+            installation_id=_installation_id(payload),
+            default_branch=_text(repo_data.get("default_branch")),
+            run=run,
         )
-        if not attached["attached"]:
-            raise BadPayload(f"repository name {full_name!r} is not owner/name")
-        registered = repository is None
-        repository = Repository.objects.get(full_name=full_name)
-    if repository is None:
-        return {"ignored": "unknown repository"}
-    queued = enqueue_github_run(repository=repository, run=run)
-    outcome: Outcome = {
-        "jobs": [job.pk for job, created in queued if created],
-        "already_queued": [job.pk for job, created in queued if not created],
-    }
-    if registered:
-        outcome["registered"] = full_name
-    return outcome
+    except ValueError as exc:
+        raise BadPayload(str(exc)) from exc
 
 
 def _on_check_run(action: str, payload: dict[str, Any]) -> Outcome:
     if action != "requested_action":
         return {"ignored": f"check_run action {action!r}"}
     identifier = _text(_dict(payload.get("requested_action")).get("identifier"))
-    if identifier != QUARANTINE_ACTION:
+    if identifier != QUARANTINE_ACTION_ID:
         return {"ignored": f"requested action {identifier!r}"}
     check = _dict(payload.get("check_run"))
-    check_run = _find_check_run(
+    return quarantine_from_check_run(
         repo=_text(_dict(payload.get("repository")).get("full_name")),
         head_sha=_text(check.get("head_sha")),
         github_id=check.get("id") if isinstance(check.get("id"), int) else None,
+        login=_text(_dict(payload.get("sender")).get("login")) or "unknown",
     )
-    if check_run is None:
-        return {"ignored": "unknown check run"}
-    pks = [pk for pk in check_run.flaky_tests if isinstance(pk, int)]
-    tests = list(TestCase.objects.filter(repository_id=check_run.repository_id, pk__in=pks))
-    login = _text(_dict(payload.get("sender")).get("login")) or "unknown"
-    quarantine_tests(
-        tests=tests,
-        created_by=f"github:{login}",
-        reason=f"quarantined from the FlakeGuard check run of {check_run.head_sha[:7]}",
-    )
-    # The check run then shows them as quarantined and takes its button back.
-    run = WorkflowRun.objects.filter(
-        repository_id=check_run.repository_id, sha=check_run.head_sha
-    ).first()
-    if run is not None:
-        enqueue_publish(run=run, cause=f"quarantine:{check_run.pk}:{login}:{len(tests)}")
-    return {"check_run": check_run.pk, "quarantined": sorted(test.pk for test in tests)}
 
 
 def _on_installation(action: str, payload: dict[str, Any]) -> Outcome:
     installation_id = _required_installation_id(payload)
     names = _repository_names(payload.get("repositories"))
     if action == "created":
-        return _attach(names, installation_id)
+        return attach_installation_repositories(names=names, installation_id=installation_id)
     if action == "deleted":
-        # Every repository of the installation, listed in the payload or not.
-        return _detach(Repository.objects.filter(installation_id=installation_id))
+        return detach_installation(installation_id=installation_id)
     return {"ignored": f"installation action {action!r}"}
 
 
 def _on_installation_repositories(action: str, payload: dict[str, Any]) -> Outcome:
     installation_id = _required_installation_id(payload)
     if action == "added":
-        return _attach(_repository_names(payload.get("repositories_added")), installation_id)
+        return attach_installation_repositories(
+            names=_repository_names(payload.get("repositories_added")),
+            installation_id=installation_id,
+        )
     if action == "removed":
-        names = _repository_names(payload.get("repositories_removed"))
-        return _detach(
-            Repository.objects.filter(installation_id=installation_id, full_name__in=names)
+        return detach_installation_repositories(
+            names=_repository_names(payload.get("repositories_removed")),
+            installation_id=installation_id,
         )
     return {"ignored": f"installation_repositories action {action!r}"}
 
@@ -292,65 +260,6 @@ HANDLERS: dict[str, Handler] = {
     "installation": _on_installation,
     "installation_repositories": _on_installation_repositories,
 }
-
-
-# --- effects ------------------------------------------------------------------
-
-
-def _attach(names: list[str], installation_id: int, *, default_branch: str = "") -> Outcome:
-    """Register these repositories under the installation.
-
-    Polling switches back on where the App's removal had switched it off.
-    """
-    attached: dict[str, int] = {}
-    registered = []
-    for name in names:
-        try:
-            repository, created = add_repository(
-                full_name=name, installation_id=installation_id, default_branch=default_branch
-            )
-        except ValueError:
-            logger.warning("installation %s: malformed repository name %r", installation_id, name)
-            continue
-        attached[name] = repository.pk
-        if created:
-            registered.append(name)
-    resumed = GitHubSettings.objects.filter(
-        repository_id__in=list(attached.values()),
-        polling_enabled=False,
-        last_poll_error=UNINSTALLED,
-    ).update(polling_enabled=True, last_poll_error="")
-    return {"attached": sorted(attached), "registered": registered, "polling_resumed": resumed}
-
-
-def _detach(repositories: QuerySet[Repository]) -> Outcome:
-    """The App no longer reaches these repositories: forget the installation, stop polling.
-
-    Their history, scores and quarantines stay.
-    """
-    rows = list(repositories.values_list("pk", "full_name"))
-    pks = [pk for pk, _ in rows]
-    if pks:
-        Repository.objects.filter(pk__in=pks).update(installation_id=None)
-        GitHubSettings.objects.filter(repository_id__in=pks, polling_enabled=True).update(
-            polling_enabled=False, last_poll_error=UNINSTALLED
-        )
-    return {"detached": sorted(name for _, name in rows)}
-
-
-def _find_check_run(*, repo: str, head_sha: str, github_id: int | None) -> CheckRun | None:
-    """Our check run by GitHub's id, else by (repository, commit)."""
-    if github_id is not None:
-        match = Q(github_id=github_id)
-        if repo and head_sha:
-            match |= Q(repository__full_name=repo, head_sha=head_sha)
-    elif repo and head_sha:
-        match = Q(repository__full_name=repo, head_sha=head_sha)
-    else:
-        return None
-    candidates = list(CheckRun.objects.filter(match)[:2])
-    by_id = [c for c in candidates if github_id is not None and c.github_id == github_id]
-    return (by_id or candidates or [None])[0]
 
 
 # --- payload helpers ----------------------------------------------------------

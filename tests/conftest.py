@@ -15,11 +15,6 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def corpus_dir() -> Path:
-    configured = os.environ.get("FLAKEGUARD_JUNIT_CORPUS")
-    return Path(configured) if configured else REPO_ROOT.parent / "shared" / "junit-corpus"
-
-
 @pytest.fixture(autouse=True)
 def _require_postgresql(request: pytest.FixtureRequest) -> None:
     if "django_db_setup" not in request.fixturenames:

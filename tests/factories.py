@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import factory
 from django.utils import timezone
 
-from flakeguard.models import Job, JobKind, JobState
 from ingest.models import Repository, WorkflowRun
+from jobs.models import Job, JobKind, JobState
 
 
 class RepositoryFactory(factory.django.DjangoModelFactory):

@@ -6,7 +6,10 @@ pointed at it through ``GITHUB_API_URL``):
 - ``GET /repos/{owner}/{repo}/actions/runs`` (``status``, ``created``, ``per_page``,
   ``page``), newest first, with ``Link`` pagination and an ``ETag``; a matching
   ``If-None-Match`` gets ``304 Not Modified``, which costs no rate limit;
-- ``GET …/actions/runs/{id}/attempts/{n}`` and ``…/actions/runs/{id}/artifacts``;
+- ``GET …/actions/runs/{id}`` (with an ``ETag``; a matching ``If-None-Match`` gets
+  ``304``), ``GET …/actions/runs/{id}/attempts/{n}`` and ``…/actions/runs/{id}/artifacts``;
+- ``GET …/actions/permissions/artifact-and-log-retention`` (``{"days": …}``, or ``403``
+  for a credential without administration access when ``retention_days`` is None);
 - ``GET …/actions/artifacts/{id}/zip``: ``302`` to a short-lived blob URL on
   another host name (``localhost``), or ``410`` once the artifact expired;
 - ``POST …/check-runs``, ``PATCH …/check-runs/{id}``,
@@ -58,6 +61,9 @@ class FakeRepo:
     attempts: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
     artifacts: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # run id -> list
     check_runs: dict[int, dict[str, Any]] = field(default_factory=dict)
+    # What the repository's Actions settings say; None answers 403, as GitHub
+    # does to a credential without the administration permission.
+    retention_days: int | None = 90
 
 
 class FakeGitHub:
@@ -280,6 +286,16 @@ class FakeGitHub:
         method = request.method
         if method == "GET" and rest == "/actions/runs":
             return self._list_runs(request, repo)
+        if method == "GET" and (a := re.fullmatch(r"/actions/runs/(\d+)", rest)):
+            run = repo.runs.get(int(a.group(1)))
+            if run is None:
+                return 404, {}, _json({"message": "Not Found"})
+            return self._conditional(request, _json(run))
+        if method == "GET" and rest == "/actions/permissions/artifact-and-log-retention":
+            if repo.retention_days is None:
+                return 403, {}, _json({"message": "Resource not accessible by integration"})
+            days = repo.retention_days
+            return 200, {}, _json({"days": days, "maximum_allowed_days": max(days, 90)})
         if method == "GET" and (a := re.fullmatch(r"/actions/runs/(\d+)/attempts/(\d+)", rest)):
             run = repo.attempts.get((int(a.group(1)), int(a.group(2))))
             return (200, {}, _json(run)) if run else (404, {}, _json({"message": "Not Found"}))
@@ -345,6 +361,12 @@ class FakeGitHub:
         if request.headers.get("If-None-Match") == etag:
             return 304, headers, b""
         return 200, headers, payload
+
+    def _conditional(self, request: Request, payload: bytes) -> tuple[int, dict[str, str], bytes]:
+        etag = '"' + hashlib.sha1(payload).hexdigest() + '"'
+        if request.headers.get("If-None-Match") == etag:
+            return 304, {"ETag": etag}, b""
+        return 200, {"ETag": etag}, payload
 
     def _artifact_redirect(
         self, repo: FakeRepo, artifact_id: int

@@ -27,11 +27,11 @@ from django.db import connection
 from django.utils import timezone
 
 from analysis.models import TestScore
-from flakeguard.jobs import sweep_jobs
-from flakeguard.models import Job, JobKind, JobState
 from ingest.models import TestCase, TestResult, WorkflowRun
 from ingest.runs import RunFile, RunInfo
 from ingest.services import enqueue_run_import
+from jobs.models import Job, JobKind, JobState
+from jobs.sweeper import sweep_jobs
 from tests.conftest import REPO_ROOT
 from tests.ingest.junit_samples import pytest_report, write, write_zip
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from analysis.checks import (
     ALWAYS_NEUTRAL,
     ANNOTATION_TEXT_MAX_BYTES,

@@ -10,8 +10,8 @@ from django.test import Client
 
 from analysis.models import Quarantine, ScoringConfig
 from analysis.services import recompute_repository
-from flakeguard.models import Job, JobKind
 from ingest.models import Repository, TestCase
+from jobs.models import Job, JobKind
 from tests.analysis.test_services import REPO, store
 
 

@@ -7,10 +7,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from django.db import connection
-from django.utils import timezone
-
-from analysis.models import CheckRun, CheckRunState, Quarantine
 from analysis.publishing import (
     MAX_ANNOTATIONS,
     enqueue_publish,
@@ -18,13 +14,19 @@ from analysis.publishing import (
     publish_check_job,
     publish_check_run,
 )
+from django.db import connection
+from django.utils import timezone
+
+from analysis.models import CheckRun, CheckRunState, Quarantine
 from analysis.quarantines import quarantine_tests
 from analysis.services import analyze_run
-from flakeguard.jobs import TransientJobError, enqueue_job, run_job
-from flakeguard.models import Job, JobKind, JobState
 from ingest.models import Repository, TestCase, WorkflowRun
 from ingest.runs import RunFile, RunInfo
 from ingest.store import store_run
+from jobs.dispatch import enqueue_job
+from jobs.errors import TransientJobError
+from jobs.models import Job, JobKind, JobState
+from jobs.runner import run_job
 from polling.models import ConclusionPolicy, GitHubSettings
 from tests.analysis.factories import TestScoreFactory
 from tests.github_fake import FakeGitHub

@@ -13,10 +13,10 @@ from django.core.management import CommandError, call_command
 
 from analysis.models import TestScore
 from analysis.report import render_markdown, render_table, short_name
-from flakeguard.models import Job, JobKind, JobState
 from ingest.models import Repository, WorkflowRun
 from ingest.runs import RunFile, RunInfo
 from ingest.store import store_run
+from jobs.models import Job, JobKind, JobState
 from tests.analysis.factories import QuarantineFactory, TestCaseFactory, TestScoreFactory
 from tests.factories import RepositoryFactory
 from tests.ingest.junit_samples import pytest_report, write

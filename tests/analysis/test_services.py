@@ -21,11 +21,11 @@ from analysis.services import (
     recompute_repository,
     update_scoring_settings,
 )
-from flakeguard.jobs import claim_job, run_job
-from flakeguard.models import Job, JobKind, JobState
 from ingest.models import Repository, TestCase, WorkflowRun
 from ingest.runs import RunFile, RunInfo
 from ingest.store import store_run
+from jobs.models import Job, JobKind, JobState
+from jobs.runner import claim_job, run_job
 from tests.ingest.junit_samples import pytest_report, write
 
 BASE = datetime(2026, 9, 1, 8, tzinfo=UTC)

@@ -26,22 +26,13 @@ from django.urls import reverse
 from django.utils import timezone
 
 from flakeguard.celery import app as celery_app
-from flakeguard.jobs import (
-    TASK_FOR_KIND,
-    PermanentJobError,
-    TaskRoute,
-    TransientJobError,
-    backoff_seconds,
-    claim_job,
-    dispatch,
-    drain_jobs,
-    enqueue_job,
-    retry_jobs,
-    run_job,
-    sweep_jobs,
-)
-from flakeguard.models import Job, JobKind, JobState
-from flakeguard.queues import Queue
+from jobs.dispatch import dispatch, drain_jobs, enqueue_job
+from jobs.errors import PermanentJobError, TransientJobError
+from jobs.models import Job, JobKind, JobState
+from jobs.queues import Queue
+from jobs.registry import TASK_FOR_KIND, TaskRoute
+from jobs.runner import backoff_seconds, claim_job, run_job
+from jobs.sweeper import retry_jobs, sweep_jobs
 from tests.factories import JobFactory
 
 INGEST_QUEUE = Queue.RUNS_INGEST.value

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flakeguard.models import JobState
+from jobs.models import JobState
 from tests.factories import JobFactory
 
 

@@ -14,7 +14,8 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from ingest.models import TestResult, WorkflowRun
-from tests.conftest import REPO_ROOT, corpus_dir
+from tests.conftest import REPO_ROOT
+from tests.ingest import golden
 from tests.ingest.junit_samples import pytest_report, write, write_zip
 
 CASES = [("tests.test_a", "test_one", "passed"), ("tests.test_a", "test_two", "failed")]
@@ -94,26 +95,24 @@ def test_parse_junit_json_lists_files_and_zip_members(tmp_path: Path) -> None:
     assert "archive refused" in results[3]["error"]
 
 
-def test_parse_junit_agrees_with_the_corpus_manifest() -> None:
-    corpus = corpus_dir()
-    manifest = json.loads((corpus / "MANIFEST.json").read_text())
-    entries = manifest["files"]
+def test_parse_junit_agrees_with_the_fixture_goldens() -> None:
+    fixtures = golden.fixture_paths()
     out = io.StringIO()
-    with pytest.raises(SystemExit):  # the corpus holds one malformed file
-        call_command(
-            "parse_junit", *[str(corpus / e["path"]) for e in entries], "--json", stdout=out
-        )
+    with pytest.raises(SystemExit) as exit_info:  # the fixtures hold one truncated file
+        call_command("parse_junit", *[str(path) for path in fixtures], "--json", stdout=out)
+    assert exit_info.value.code == 1
     results = json.loads(out.getvalue())
-    assert len(results) == len(entries)
-    for entry, result in zip(entries, results, strict=True):
-        expected = entry["expected"]
-        if expected is None:
-            assert result["error"], entry["path"]
+    assert [r["path"] for r in results] == [str(path) for path in fixtures]
+    for fixture, result in zip(fixtures, results, strict=True):
+        expected = golden.load(fixture)
+        if expected.get("error"):
+            assert result["error"], fixture.name
+            assert {result[k] for k in COUNT_KEYS if k != "error"} == {None}, fixture.name
             continue
-        assert result["error"] is None, (entry["path"], result["error"])
-        for key in ("tests", "failures", "errors", "skipped", "flaky_reruns", "rerun_failures"):
-            if key in expected:
-                assert result[key] == expected[key], (entry["path"], key)
+        assert {k: result[k] for k in COUNT_KEYS} == {
+            **{k: expected["counts"][k] for k in COUNT_KEYS if k != "error"},
+            "error": None,
+        }, fixture.name
 
 
 @pytest.mark.django_db(transaction=True)

@@ -1,23 +1,27 @@
-"""Golden tests of ingest.junit against every report of the shared JUnit corpus.
+"""Golden tests of ingest.junit against this project's own JUnit fixtures.
 
-MANIFEST.json in the corpus is the golden file: for each report it gives the
-testcase counts that any correct reader must produce (or null when the file is
-not well-formed). The focused tests below pin the record fields the rest of the
+tests/ingest/fixtures/junit/ holds small hand-written reports, one per dialect the
+parser meets (pytest, Surefire, cargo-nextest, jest, go-junit-report, gotestsum,
+PHPUnit, .NET, mocha, Bazel, UTF-16, ISO-8859-1, a bare <testsuite> root, an empty
+suite, a truncated file). Beside each, NAME.expected.json gives the counts (by the
+definitions ``make conformance`` applies to the corpus of real reports from public
+projects, which this suite never reads) and every record a correct reader produces,
+or {"error": true}; ``python -m tests.ingest.golden --write`` regenerates them, for
+review by eye. The focused tests below pin the record fields the rest of the
 pipeline relies on: outcome priority, messages, labels, times and encodings.
 """
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import io
 import json
-import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
 
@@ -30,47 +34,16 @@ from ingest.junit import (
     iter_test_cases,
     summarize,
 )
+from tests.ingest import golden
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def _corpus_dir() -> Path:
-    # The repository is cloned beside shared/ (locally and in CI alike).
-    override = os.environ.get("FLAKEGUARD_JUNIT_CORPUS")
-    return Path(override) if override else REPO_ROOT.parent / "shared" / "junit-corpus"
-
-
-CORPUS = _corpus_dir()
-MISSING_CORPUS = (
-    f"JUnit corpus not found: {CORPUS / 'MANIFEST.json'} does not exist. Put a copy of "
-    "shared/junit-corpus beside the repository or set FLAKEGUARD_JUNIT_CORPUS."
-)
-
-
-def _manifest_entries() -> list[Any]:
-    manifest = CORPUS / "MANIFEST.json"
-    if not manifest.is_file():
-        # A missing corpus must fail the run, never skip it silently.
-        return [pytest.param(None, id="corpus-missing")]
-    files = json.loads(manifest.read_text(encoding="utf-8"))["files"]
-    return [pytest.param(entry, id=entry["path"]) for entry in files]
-
-
-def _counts(records: Iterable[TestCaseRecord], *, surefire: bool) -> dict[str, int]:
-    records = list(records)
-    counts = {
-        "tests": len(records),
-        "failures": sum(r.has_failure for r in records),
-        "errors": sum(r.has_error for r in records),
-        "skipped": sum(r.has_skipped for r in records),
-    }
-    if surefire:
-        counts["flaky_reruns"] = sum(r.flaky_reruns for r in records)
-        counts["rerun_failures"] = sum(r.rerun_failures for r in records)
-        counts["flaky_tests"] = sum(
-            1 for r in records if r.flaky_reruns and not (r.has_failure or r.has_error)
-        )
-    return counts
+FIXTURES = golden.fixture_paths()
+# The dialects the fixtures must keep covering (a golden test per file below).
+DIALECTS = {
+    "pytest", "surefire", "nextest", "jest", "go-junit-report", "gotestsum", "phpunit",
+    "dotnet", "mocha", "bazel", "utf16", "latin1", "no-testsuites-root", "empty-suite",
+    "truncated",
+}  # fmt: skip
 
 
 def _records(xml: str | bytes, **kwargs: Any) -> list[TestCaseRecord]:
@@ -83,69 +56,120 @@ def _one(xml: str, **kwargs: Any) -> TestCaseRecord:
     return record
 
 
-def _corpus_file(relative: str) -> bytes:
-    path = CORPUS / relative
-    if not path.is_file():
-        pytest.fail(MISSING_CORPUS)
-    return path.read_bytes()
+def _fixture(name: str) -> bytes:
+    return (golden.FIXTURES / name).read_bytes()
+
+
+def _golden_records(expected: dict[str, Any]) -> list[TestCaseRecord]:
+    return [
+        TestCaseRecord(**{**record, "outcome": Outcome(record["outcome"])})
+        for record in expected["records"]
+    ]
+
+
+class _Trickle(io.RawIOBase):
+    """A stream that hands out at most 7 bytes per read."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        return self._data.read(min(size, 7) if size and size > 0 else 7)
 
 
 # ---------------------------------------------------------------------------
-# Golden: every MANIFEST entry.
+# Golden: every fixture against its NAME.expected.json.
 # ---------------------------------------------------------------------------
 
 
-def test_corpus_is_present() -> None:
-    assert (CORPUS / "MANIFEST.json").is_file(), MISSING_CORPUS
+def test_every_dialect_has_a_fixture_and_every_fixture_a_golden() -> None:
+    names = {path.stem for path in FIXTURES}
+    goldens = {
+        path.name.removesuffix(golden.GOLDEN_SUFFIX)
+        for path in golden.FIXTURES.glob(f"*{golden.GOLDEN_SUFFIX}")
+    }
+    assert names >= DIALECTS
+    assert names == goldens, "run `python -m tests.ingest.golden --write` and review the diff"
 
 
-@pytest.mark.parametrize("entry", _manifest_entries())
-def test_counts_match_manifest(entry: dict[str, Any] | None) -> None:
-    if entry is None:
-        pytest.fail(MISSING_CORPUS)
-    data = _corpus_file(entry["path"])
-    assert hashlib.sha256(data).hexdigest() == entry["sha256"], "corpus file changed on disk"
-    expected = entry["expected"]
-
-    if expected is None:
+@pytest.mark.parametrize("fixture", FIXTURES, ids=lambda path: path.name)
+def test_counts_match_golden(fixture: Path) -> None:
+    expected = golden.load(fixture)
+    data = fixture.read_bytes()
+    if expected.get("error"):
+        assert expected == {"error": True}
         with pytest.raises(JUnitError):
             summarize(io.BytesIO(data))
         return
 
-    records = list(iter_test_cases(io.BytesIO(data)))
-    assert _counts(records, surefire="flaky_reruns" in expected) == expected
+    counts = expected["counts"]
     summary = summarize(io.BytesIO(data))
-    assert summary == FileSummary(
-        tests=expected["tests"],
-        passed=sum(r.outcome is Outcome.PASSED for r in records),
-        failures=expected["failures"],
-        errors=expected["errors"],
-        skipped=expected["skipped"],
-        flaky_reruns=expected.get("flaky_reruns", summary.flaky_reruns),
-        rerun_failures=expected.get("rerun_failures", summary.rerun_failures),
-    )
+    assert dataclasses.asdict(summary) == {
+        field.name: counts[field.name] for field in dataclasses.fields(FileSummary)
+    }
+    assert golden.counts_of(iter_test_cases(io.BytesIO(data))) == counts
+    # The golden agrees with itself: its counts are those of its records.
+    assert golden.counts_of(_golden_records(expected)) == counts
 
 
-@pytest.mark.parametrize("entry", _manifest_entries())
-def test_chunk_boundaries_do_not_change_records(entry: dict[str, Any] | None) -> None:
-    """A stream that hands out 7 bytes per read gives the same records as a whole read."""
-    if entry is None:
-        pytest.fail(MISSING_CORPUS)
-    if entry["expected"] is None:
+@pytest.mark.parametrize("fixture", FIXTURES, ids=lambda path: path.name)
+def test_records_match_golden(fixture: Path) -> None:
+    expected = golden.load(fixture)
+    data = fixture.read_bytes()
+    if expected.get("error"):
+        with pytest.raises(JUnitError):
+            list(iter_test_cases(io.BytesIO(data)))
         return
-    data = _corpus_file(entry["path"])
+    records = [golden.record_to_json(r) for r in iter_test_cases(io.BytesIO(data))]
+    assert records == expected["records"]
 
-    class Trickle(io.RawIOBase):
-        def __init__(self) -> None:
-            self._data = io.BytesIO(data)
 
-        def readable(self) -> bool:
-            return True
+@pytest.mark.parametrize("fixture", FIXTURES, ids=lambda path: path.name)
+def test_chunk_boundaries_do_not_change_records(fixture: Path) -> None:
+    """A stream that hands out 7 bytes per read gives the same records as a whole read."""
+    expected = golden.load(fixture)
+    data = fixture.read_bytes()
+    if expected.get("error"):
+        with pytest.raises(JUnitError):
+            list(iter_test_cases(_Trickle(data)))
+        return
+    trickled = list(iter_test_cases(_Trickle(data)))
+    assert trickled == list(iter_test_cases(io.BytesIO(data)))
+    assert [golden.record_to_json(r) for r in trickled] == expected["records"]
 
-        def read(self, size: int = -1) -> bytes:
-            return self._data.read(min(size, 7) if size and size > 0 else 7)
 
-    assert list(iter_test_cases(Trickle())) == list(iter_test_cases(io.BytesIO(data)))
+@pytest.mark.parametrize("fixture", FIXTURES, ids=lambda path: path.name)
+def test_golden_counts_agree_with_an_independent_count(fixture: Path) -> None:
+    """expat (xml.etree) counts the same testcases: the goldens are not just our output."""
+    expected = golden.load(fixture)
+    try:
+        root = ElementTree.fromstring(fixture.read_bytes())
+    except ElementTree.ParseError:
+        assert expected == {"error": True}
+        return
+    assert "error" not in expected
+
+    def local(elem: ElementTree.Element) -> str:
+        return elem.tag.rsplit("}", 1)[-1]
+
+    cases = [e for e in root.iter() if local(e) == "testcase"]
+    children = [[local(child) for child in case] for case in cases]
+    independent = {
+        "tests": len(cases),
+        "failures": sum("failure" in tags for tags in children),
+        "errors": sum("error" in tags for tags in children),
+        "skipped": sum("skipped" in tags for tags in children),
+        "flaky_reruns": sum(
+            tags.count("flakyFailure") + tags.count("flakyError") for tags in children
+        ),
+        "rerun_failures": sum(
+            tags.count("rerunFailure") + tags.count("rerunError") for tags in children
+        ),
+    }
+    assert independent == {key: expected["counts"][key] for key in independent}
 
 
 # ---------------------------------------------------------------------------
@@ -355,7 +379,7 @@ def test_nested_suites_inherit_the_closest_label() -> None:
 
 @pytest.mark.parametrize("codec", ["utf-16", "utf-16-le", "utf-16-be"])
 def test_utf16_reports_read_like_utf8(codec: str) -> None:
-    original = _corpus_file("pytest/enricomi__junit.fail.xml")
+    original = _fixture("pytest.xml")
     text = original.decode("utf-8").replace('encoding="utf-8"', 'encoding="UTF-16"')
     assert 'encoding="UTF-16"' in text
     body = text.encode(codec)
@@ -401,27 +425,31 @@ def test_records_before_a_truncation_are_yielded_then_the_error_raised() -> None
 
 
 def test_surefire_flaky_test_passes_with_its_reruns_counted() -> None:
-    data = _corpus_file("surefire/surefire__TEST-org.acme.FlakyTest.xml")
+    data = _fixture("surefire.xml")
     records = {r.name: r for r in iter_test_cases(io.BytesIO(data))}
     flaky = records["testFlaky"]
     assert flaky.outcome is Outcome.PASSED
-    assert (flaky.flaky_reruns, flaky.rerun_failures) == (4, 0)
+    assert (flaky.flaky_reruns, flaky.rerun_failures) == (4, 0)  # three flakyFailure, a flakyError
     assert not (flaky.has_failure or flaky.has_error)
+    assert flaky.message == flaky.stack == flaky.failure_type == ""
+    failing, broken = records["testAlwaysFails"], records["testBrokenFixture"]
+    assert (failing.outcome, failing.flaky_reruns, failing.rerun_failures) == (Outcome.FAILED, 0, 2)
+    assert (broken.outcome, broken.flaky_reruns, broken.rerun_failures) == (Outcome.ERROR, 0, 1)
 
 
 def test_nextest_reruns_are_counted_per_testcase() -> None:
-    data = _corpus_file("other/nextest__fixture-project-junit.xml")
+    data = _fixture("nextest.xml")
     records = {r.name: r for r in iter_test_cases(io.BytesIO(data))}
-    failing = records["test_failure_assert"]
+    failing = records["parse::rejects_truncated_header"]
     assert (failing.outcome, failing.rerun_failures, failing.flaky_reruns) == (
         Outcome.FAILED,
         2,
         0,
     )
-    assert failing.message.startswith("thread 'test_failure_assert' panicked")
+    assert failing.message.startswith("thread 'parse::rejects_truncated_header' panicked")
     assert failing.failure_type == "test failure"
-    assert records["test_flaky_mod_4"].outcome is Outcome.PASSED
-    assert records["test_flaky_mod_4"].flaky_reruns == 3
+    assert records["net::retries_until_ready"].outcome is Outcome.PASSED
+    assert records["net::retries_until_ready"].flaky_reruns == 3
 
 
 def test_surefire_rerun_elements_are_counted() -> None:

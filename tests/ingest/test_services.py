@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from flakeguard.models import Job, JobKind, JobState
 from ingest.models import TestResult
 from ingest.runs import RunFile, RunInfo
 from ingest.services import enqueue_run_import, import_runs
+from jobs.models import Job, JobKind, JobState
 from tests.ingest.junit_samples import pytest_report, write
 
 RUN = RunInfo(

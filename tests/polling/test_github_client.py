@@ -44,11 +44,11 @@ def test_completed_runs_follow_pagination_and_a_304_costs_nothing(github: FakeGi
     github.add_run(REPO, status="in_progress")
     client = client_for(github)
 
-    runs, etag, not_modified = client.completed_runs(REPO)
+    runs, etag, not_modified = client.workflow_runs(REPO, status="completed")
     assert len(runs) == 230 and not not_modified and etag
     assert len(github.requests_to(r"/actions/runs$")) == 3  # 100 + 100 + 30
 
-    again, same_etag, not_modified = client.completed_runs(REPO, etag=etag)
+    again, same_etag, not_modified = client.workflow_runs(REPO, status="completed", etag=etag)
     assert again == [] and not_modified and same_etag == etag
     assert github.requests_to(r"/actions/runs$")[-1].status == 304
     assert github.remaining[TOKEN] == 5000 - 3
@@ -57,19 +57,19 @@ def test_completed_runs_follow_pagination_and_a_304_costs_nothing(github: FakeGi
 def test_server_errors_are_retried_and_persistent_ones_reported(github: FakeGitHub) -> None:
     github.add_run(REPO)
     github.fail_next(r"/actions/runs$", 502, times=1)
-    runs, _, _ = client_for(github).completed_runs(REPO)
+    runs, _, _ = client_for(github).workflow_runs(REPO)
     assert len(runs) == 1
     assert [r.status for r in github.requests_to(r"/actions/runs$")] == [502, 200]
 
     github.fail_next(r"/actions/runs$", 503, times=10)
     with pytest.raises(Unavailable):
-        client_for(github).completed_runs(REPO)
+        client_for(github).workflow_runs(REPO)
 
 
 def test_timeouts_are_retried(github: FakeGitHub) -> None:
     github.add_run(REPO)
     github.delay_next(r"/actions/runs$", 3.0, times=1)
-    runs, _, _ = client_for(github).completed_runs(REPO)
+    runs, _, _ = client_for(github).workflow_runs(REPO)
     assert len(runs) == 1
     assert len(github.requests_to(r"/actions/runs$")) == 2
 
@@ -78,7 +78,7 @@ def test_a_spent_rate_limit_raises_with_its_reset_time(github: FakeGitHub) -> No
     github.add_run(REPO)
     github.spend_rate_limit(TOKEN, reset_in=600)
     with pytest.raises(RateLimited) as raised:
-        client_for(github).completed_runs(REPO)
+        client_for(github).workflow_runs(REPO)
     assert raised.value.reset_at == pytest.approx(time.time() + 600, abs=5)
 
 
@@ -142,11 +142,11 @@ def test_app_installation_token_is_fetched_and_renewed_before_it_expires(tmp_pat
             GitHubConfig(api_url=github.api_url, app_id="4242", private_key=private),
             installation_id=77,
         )
-        client.completed_runs(REPO)
-        client.completed_runs(REPO)
+        client.workflow_runs(REPO)
+        client.workflow_runs(REPO)
         assert len(github.requests_to(r"/access_tokens$", "POST")) == 1
         time.sleep(2.5)
-        client.completed_runs(REPO)
+        client.workflow_runs(REPO)
         assert len(github.requests_to(r"/access_tokens$", "POST")) == 2
 
 
@@ -173,7 +173,7 @@ def test_a_secondary_rate_limit_is_waited_out_then_retried(github: FakeGitHub) -
     github.fail_next(r"/actions/runs$", 429, headers={"Retry-After": "1"})
     started = time.monotonic()
 
-    runs, _, _ = client_for(github).completed_runs(REPO)
+    runs, _, _ = client_for(github).workflow_runs(REPO)
 
     assert len(runs) == 1
     assert time.monotonic() - started >= 1.0
@@ -183,7 +183,7 @@ def test_a_secondary_rate_limit_is_waited_out_then_retried(github: FakeGitHub) -
 def test_a_long_secondary_rate_limit_is_raised_not_slept_through(github: FakeGitHub) -> None:
     github.fail_next(r"/actions/runs$", 403, headers={"Retry-After": "3600"})
     with pytest.raises(RateLimited) as raised:
-        client_for(github).completed_runs(REPO)
+        client_for(github).workflow_runs(REPO)
     assert raised.value.reset_at == pytest.approx(time.time() + 3600, abs=60)
 
 
@@ -200,14 +200,14 @@ def test_workers_share_one_rate_budget_through_redis(github: FakeGitHub, redis_u
         GitHubConfig(api_url=github.api_url, token=TOKEN, retries=0),
         budget=RedisRateBudget(redis_url),
     )
-    first_worker.completed_runs(REPO)
+    first_worker.workflow_runs(REPO)
     github.spend_rate_limit(TOKEN, reset_in=300)
     with pytest.raises(RateLimited):
-        first_worker.completed_runs(REPO)  # GitHub says the budget is spent
+        first_worker.workflow_runs(REPO)  # GitHub says the budget is spent
     asked = len(github.requests)
 
     with pytest.raises(RateLimited) as raised:
-        second_worker.completed_runs(REPO)  # told by Redis, without asking GitHub
+        second_worker.workflow_runs(REPO)  # told by Redis, without asking GitHub
 
     assert len(github.requests) == asked
     assert raised.value.reset_at == pytest.approx(time.time() + 300, abs=10)

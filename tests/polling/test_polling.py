@@ -11,11 +11,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.core.management import call_command
 from django.utils import timezone
-
-from flakeguard.jobs import claim_job, run_job
-from flakeguard.models import Job, JobKind, JobState
-from ingest.models import Artifact, ArtifactState, Repository, TestResult, WorkflowRun
-from polling.models import GitHubSettings
 from polling.services import (
     add_repository,
     backfill_repository,
@@ -24,6 +19,11 @@ from polling.services import (
     poll_repository,
     schedule_polls,
 )
+
+from ingest.models import Artifact, ArtifactState, Repository, TestResult, WorkflowRun
+from jobs.models import Job, JobKind, JobState
+from jobs.runner import claim_job, run_job
+from polling.models import GitHubSettings
 from tests.conftest import FAKE_GITHUB_TOKEN as TOKEN
 from tests.github_fake import FakeGitHub, junit_zip
 from tests.ingest.junit_samples import pytest_report

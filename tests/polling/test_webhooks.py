@@ -18,13 +18,13 @@ import pytest
 from django.db import connection
 from django.test import Client, RequestFactory
 from django.test.utils import CaptureQueriesContext
+from polling.services import add_repository
 
 from analysis.models import CheckRun, Quarantine
 from flakeguard.env import env_list
-from flakeguard.models import Job, JobKind
 from ingest.models import Repository, TestCase
+from jobs.models import Job, JobKind
 from polling.models import GitHubSettings, WebhookDelivery
-from polling.services import add_repository
 from polling.webhooks import UNINSTALLED, github_webhook, webhook_secrets
 from tests.factories import RepositoryFactory
 
@@ -615,9 +615,10 @@ def test_delivery_wall_time_for_reference(capsys: pytest.CaptureFixture) -> None
 
 @pytest.mark.django_db
 def test_quarantine_from_the_button_republishes_the_check_run(client, settings) -> None:
+    from polling.services import add_repository
+
     from analysis.models import CheckRun
     from ingest.models import TestCase
-    from polling.services import add_repository
     from tests.factories import WorkflowRunFactory
 
     settings.GITHUB_TOKEN = "ghp_any"

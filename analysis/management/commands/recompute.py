@@ -25,8 +25,8 @@ from tqdm import tqdm
 
 from analysis.report import UnknownRepositoryError, repository_named
 from analysis.services import enqueue_recompute, recompute_repository
-from flakeguard.models import Job, JobState
 from ingest.models import Repository
+from jobs.models import Job, JobState
 
 POLL_SECONDS = 0.5
 # Without any progress for this long, say what the command is waiting for.

@@ -24,11 +24,11 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db.models import Count, Q
 from tqdm import tqdm
 
-from flakeguard.models import Job, JobKind
 from ingest.manifest import read_manifest
 from ingest.models import Repository, TestCase, TestResult, WorkflowRun
 from ingest.sample_history import HistoryConfig, generate_history
 from ingest.services import import_runs
+from jobs.models import Job, JobKind
 
 
 class Command(BaseCommand):

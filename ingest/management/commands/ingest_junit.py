@@ -21,9 +21,10 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from ingest.manifest import ManifestError, parse_time, read_manifest
+from ingest.manifest import ManifestError, read_manifest
 from ingest.runs import RunFile, RunInfo
 from ingest.services import ImportSummary, import_runs
+from ingest.timestamps import parse_timestamp
 
 
 class Command(BaseCommand):
@@ -103,7 +104,7 @@ class Command(BaseCommand):
         if not options["paths"]:
             raise CommandError("give at least one report PATH")
         try:
-            started_at = parse_time(options["started_at"], "--started-at")
+            started_at = parse_timestamp(options["started_at"], field="--started-at", required=True)
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
         run = RunInfo(

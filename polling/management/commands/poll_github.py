@@ -13,8 +13,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from flakeguard.jobs import drain_jobs
 from ingest.models import Repository
+from jobs.dispatch import drain_jobs
 from polling.github import GitHubError
 from polling.models import GitHubSettings
 from polling.services import poll_repository

@@ -1,0 +1,62 @@
+"""REST API of the job table: jobs, the dead-letter queue (``?state=dead``) and retries."""
+
+from __future__ import annotations
+
+from rest_framework import permissions, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from jobs.models import Job, JobState
+from jobs.sweeper import retry_jobs
+
+
+class JobSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Job
+        fields = [
+            "id",
+            "kind",
+            "dedup_key",
+            "state",
+            "attempts",
+            "max_attempts",
+            "next_attempt_at",
+            "last_error",
+            "result",
+            "created_at",
+            "updated_at",
+            "finished_at",
+        ]
+
+
+class JobViewSet(viewsets.ReadOnlyModelViewSet):
+    """Jobs; filter with ``?state=dead`` for the dead-letter queue.
+
+    An operator's view, like the job admin: errors carry tracebacks and a
+    retry puts work back on the queues, so it is for staff only.
+    """
+
+    serializer_class = JobSerializer
+    permission_classes = [permissions.IsAdminUser]
+
+    def get_queryset(self):
+        queryset = Job.objects.order_by("-id")
+        state = self.request.query_params.get("state")
+        if state:
+            queryset = queryset.filter(state=state)
+        return queryset
+
+    @action(detail=True, methods=["post"])
+    def retry(self, request: Request, pk: str | None = None) -> Response:
+        job = self.get_object()
+        # retry_jobs re-checks the state under the row lock: a concurrent retry
+        # that got there first makes this one a conflict, not a second success.
+        retried = job.state == JobState.DEAD and retry_jobs([job.pk]) == 1
+        job.refresh_from_db()
+        if not retried:
+            return Response(
+                {"detail": f"only dead jobs can be retried; this one is {job.state}"},
+                status=status.HTTP_409_CONFLICT,
+            )
+        return Response(JobSerializer(job).data)

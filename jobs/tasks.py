@@ -1,0 +1,14 @@
+"""The job core's own periodic task: Beat's sweeper of stranded jobs."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from jobs.queues import Queue
+from jobs.sweeper import sweep_jobs
+
+
+# The task keeps its name across the move to the job core: Beat schedules it by name.
+@shared_task(name="flakeguard.sweep_jobs", queue=Queue.POLLING.value, ignore_result=True)
+def sweep_jobs_task() -> int:
+    return sweep_jobs()

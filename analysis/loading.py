@@ -18,7 +18,8 @@ from django.db import connection
 
 from analysis.scoring import HistoryContext, JobLoad, ResultRow, RunMeta
 from ingest import bulk
-from ingest.models import Repository, TestResult, WorkflowRun
+from ingest.junit import Outcome
+from ingest.models import Repository, TestResult, WorkflowRun, outcome_in_sql
 
 _HISTORY_COLUMNS = "run_id, position, outcome, job, flaky_reruns, rerun_failures, fingerprint"
 
@@ -118,7 +119,8 @@ def summarize_tests(
     """Summaries of the tests with pk in [first_pk, last_pk], in one pass over their results."""
     table = TestResult._meta.db_table
     excluded = sorted(set(leaving_out))
-    failed = "outcome IN ('failed', 'error')"
+    failed = outcome_in_sql()
+    skipped = outcome_in_sql(frozenset({Outcome.SKIPPED}))
     where = "test_id >= %s AND test_id <= %s"
     params: list[object] = [first_pk, last_pk]
     if excluded:
@@ -126,13 +128,13 @@ def summarize_tests(
         params.extend(excluded)
     if connection.vendor == "postgresql":
         aggregates = (
-            f"COUNT(*), COUNT(*) FILTER (WHERE outcome = 'skipped'), "
+            f"COUNT(*), COUNT(*) FILTER (WHERE {skipped}), "
             f"ARRAY_AGG(run_id) FILTER (WHERE {failed}), ARRAY_AGG(job) FILTER (WHERE {failed}), "
             f"BOOL_OR(flaky_reruns > 0), MAX(run_id)"
         )
     else:
         aggregates = (
-            f"COUNT(*), SUM(CASE WHEN outcome = 'skipped' THEN 1 ELSE 0 END), "
+            f"COUNT(*), SUM(CASE WHEN {skipped} THEN 1 ELSE 0 END), "
             f"JSON_GROUP_ARRAY(CASE WHEN {failed} THEN run_id END), "
             f"JSON_GROUP_ARRAY(CASE WHEN {failed} THEN job END), "
             f"MAX(flaky_reruns > 0), MAX(run_id)"

@@ -33,7 +33,7 @@ from analysis.scoring import (
     quiet_verdict,
     score_test,
 )
-from ingest.models import Repository, TestCase, TestResult, WorkflowRun
+from ingest.models import Repository, TestCase, TestResult, WorkflowRun, outcome_in_sql
 from jobs.dispatch import enqueue_job
 from jobs.errors import PermanentJobError
 from jobs.models import Job, JobKind, JobState
@@ -202,7 +202,7 @@ def _tests_failed_on_commit(run: WorkflowRun) -> set[int]:
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT DISTINCT test_id FROM {table} WHERE run_id IN "
-            f"({', '.join(['%s'] * len(others))}) AND outcome IN ('failed', 'error')",
+            f"({', '.join(['%s'] * len(others))}) AND {outcome_in_sql()}",
             others,
         )
         return {test_pk for (test_pk,) in cursor.fetchall()}

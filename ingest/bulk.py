@@ -14,7 +14,7 @@ from datetime import datetime
 from django.db import connection
 from django.utils import timezone
 
-from ingest.models import TestCase, TestResult, WorkflowRun
+from ingest.models import TestCase, TestResult, WorkflowRun, outcome_in_sql
 
 # Column order of a result row as produced by the store and consumed below.
 RESULT_COLUMNS = (
@@ -241,7 +241,7 @@ def count_job_loads(run_pks: list[int]) -> dict[int, dict[str, list[int]]]:
             chunk = run_pks[start : start + 1000]
             cursor.execute(
                 f"SELECT run_id, job, COUNT(*), "
-                f"SUM(CASE WHEN outcome IN ('failed', 'error') THEN 1 ELSE 0 END) "
+                f"SUM(CASE WHEN {outcome_in_sql()} THEN 1 ELSE 0 END) "
                 f"FROM {table} WHERE run_id IN ({', '.join(['%s'] * len(chunk))}) "
                 f"GROUP BY run_id, job",
                 chunk,

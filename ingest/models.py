@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from django.db import models
 
+from ingest.junit import FAILED_OUTCOMES, Outcome
+
 
 class Repository(models.Model):
     full_name = models.CharField(max_length=200, unique=True, help_text="owner/name")
@@ -92,13 +94,6 @@ class TestCase(models.Model):
         return f"{self.classname}::{self.name}" if self.classname else self.name
 
 
-class Outcome(models.TextChoices):
-    PASSED = "passed", "passed"
-    FAILED = "failed", "failed"
-    ERROR = "error", "error"
-    SKIPPED = "skipped", "skipped"
-
-
 class TestResult(models.Model):
     """One test case's result in one run attempt.
 
@@ -133,7 +128,7 @@ class TestResult(models.Model):
         db_constraint=False,
     )
     position = models.PositiveIntegerField()
-    outcome = models.CharField(max_length=8, choices=Outcome.choices)
+    outcome = models.CharField(max_length=8, choices=[(o.value, o.value) for o in Outcome])
     duration = models.FloatField(null=True, blank=True, help_text="seconds")
     job = models.CharField(max_length=255, blank=True, help_text="job or matrix label")
     # Surefire in-run reruns: flakyFailure/flakyError (failed, then passed on
@@ -152,3 +147,8 @@ class TestResult(models.Model):
 
     def __str__(self) -> str:
         return f"{self.test_id} in run {self.run_id}: {self.outcome}"
+
+
+def outcome_in_sql(outcomes: frozenset[Outcome] = FAILED_OUTCOMES, column: str = "outcome") -> str:
+    """``outcome IN ('error', 'failed')`` for raw SQL over results, from the one vocabulary."""
+    return f"{column} IN ({', '.join(repr(str(o)) for o in sorted(outcomes))})"

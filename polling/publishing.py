@@ -27,7 +27,8 @@ from analysis.announcements import announce_verdicts_changed
 from analysis.models import Quarantine, TestScore
 from analysis.quarantines import quarantine_tests
 from analysis.scoring import describe_event
-from ingest.models import Outcome, Repository, TestCase, TestResult, WorkflowRun
+from ingest.junit import FAILED_OUTCOMES, Outcome
+from ingest.models import Repository, TestCase, TestResult, WorkflowRun
 from jobs.errors import PermanentJobError, TransientJobError
 from jobs.models import Job
 from polling.checks import FailedTest, RenderedCheckRun, render_check_run
@@ -49,7 +50,6 @@ CHECK_NAME = "FlakeGuard"
 # Failures beyond this get no annotation (they are still counted in the
 # summary): 500 annotations are 10 requests to GitHub per publish.
 MAX_ANNOTATIONS = 500
-FAILED = (Outcome.FAILED, Outcome.ERROR)
 
 
 def publish_for_verdicts_job(job: Job) -> dict[str, Any]:
@@ -236,7 +236,7 @@ def failed_tests_of_commit(*, repository: Repository, head_sha: str) -> list[Fai
         return []
     failed: dict[int, dict[str, Any]] = {}
     for test_pk, run_pk, job, message in (
-        TestResult.objects.filter(run_id__in=list(attempts), outcome__in=FAILED)
+        TestResult.objects.filter(run_id__in=list(attempts), outcome__in=FAILED_OUTCOMES)
         .order_by("run_id", "position")
         .values_list("test_id", "run_id", "job", "message")
     ):

@@ -15,10 +15,11 @@ Import from here; the modules inside are the package's own business.
 
 from ingest.junit.errors import JUnitError
 from ingest.junit.parse import iter_test_cases, summarize
-from ingest.junit.records import FileSummary, Outcome, TestCaseRecord
+from ingest.junit.records import FAILED_OUTCOMES, FileSummary, Outcome, TestCaseRecord
 from ingest.junit.suites import LABEL_PROPERTY_NAMES
 
 __all__ = [
+    "FAILED_OUTCOMES",
     "LABEL_PROPERTY_NAMES",
     "FileSummary",
     "JUnitError",

@@ -13,10 +13,16 @@ from dataclasses import dataclass
 
 
 class Outcome(enum.StrEnum):
+    """A test result's outcome, the one vocabulary of parser, database, scoring and SQL."""
+
     PASSED = "passed"
     FAILED = "failed"
     ERROR = "error"
     SKIPPED = "skipped"
+
+
+# The outcomes that count as a failure wherever results are judged.
+FAILED_OUTCOMES = frozenset({Outcome.FAILED, Outcome.ERROR})
 
 
 @dataclass(slots=True)

@@ -24,6 +24,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db.models import Count, Q
 from tqdm import tqdm
 
+from ingest.junit import FAILED_OUTCOMES, Outcome
 from ingest.manifest import read_manifest
 from ingest.models import Repository, TestCase, TestResult, WorkflowRun
 from ingest.sample_history import HistoryConfig, generate_history
@@ -116,7 +117,7 @@ class Command(BaseCommand):
         )
         out(f"  test identities    {TestCase.objects.filter(repository=repository).count():>10,}")
         out(f"  results stored     {summary['results_stored']:>10,}")
-        for outcome in ("passed", "failed", "error", "skipped"):
+        for outcome in Outcome:
             out(f"    {outcome:<16} {outcomes.get(outcome, 0):>10,}")
         out(f"  configurations     {', '.join(jobs)}")
         out(f"  files refused      {len(summary['files_refused']):>10,}")
@@ -129,7 +130,7 @@ class Command(BaseCommand):
         worst = (
             TestCase.objects.filter(repository=repository)
             .annotate(
-                failures=Count("results__run", filter=Q(results__outcome__in=["failed", "error"])),
+                failures=Count("results__run", filter=Q(results__outcome__in=FAILED_OUTCOMES)),
                 runs=Count("results__run"),
             )
             .filter(failures__gt=0)

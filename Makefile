@@ -37,9 +37,10 @@ bench: $(STAMP)  ## Parser throughput and memory; import rate vs raw COPY; recom
 	scripts/with-services.sh $(PY) -m bench.ingest
 	scripts/with-services.sh $(PY) -m bench.analysis
 
-lint: $(STAMP)  ## ruff lint and format check
+lint: $(STAMP)  ## ruff lint and format check, import layers, types of the pure cores
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 format: $(STAMP)  ## Apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix .

@@ -23,8 +23,6 @@ def recompute_repo(job: Job) -> dict[str, Any]:
 
 
 # Beat only fans out: one recompute job per repository, then return.
-@shared_task(
-    name="analysis.schedule_recomputes", queue=Queue.TESTS_RECOMPUTE.value, ignore_result=True
-)
+@shared_task(name="analysis.schedule_recomputes", ignore_result=True)
 def schedule_recomputes_task() -> int:
     return services.schedule_recomputes()

@@ -19,9 +19,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flakeguard.settings")
 app = Celery("flakeguard")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_queues = [KombuQueue(q.value, routing_key=q.value) for q in Queue]
-# No routing table: a job task carries the queue its kind was declared on
-# (``jobs.registry.job_task``); each Beat entry names its queue below, so that
-# Beat routes right whether or not it imported the task modules.
+# A job task goes to the queue its kind was declared on (``jobs.registry.job_task``);
+# each Beat entry names its queue below.
+app.conf.task_routes = ("jobs.registry.route_task",)  # by name: loaded once Django is
 app.conf.beat_schedule = {
     # Re-dispatch jobs whose message was lost after commit, whose retry is due,
     # or whose worker died holding the lease. Every 30 s keeps retries prompt

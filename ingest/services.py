@@ -18,6 +18,7 @@ from jobs.dispatch import defer_eager_dispatch, enqueue_job
 from jobs.errors import PermanentJobError
 from jobs.models import Job, JobKind, JobState
 from jobs.sweeper import retry_jobs
+from jobs.waiting import FINISHED_STATES, wait_for_jobs
 
 logger = logging.getLogger(__name__)
 
@@ -128,13 +129,16 @@ def import_runs(
                 progress(1)
     ids = [pk for pk, _ in tracked]
     if not settings.CELERY_TASK_ALWAYS_EAGER:
-        _wait_for_jobs(
-            ids,
-            counted=sum(1 for _, done in tracked if done),
-            progress=progress,
-            on_waiting=on_waiting,
-            poll_seconds=poll_seconds,
-        )
+        counted = sum(1 for _, done in tracked if done)
+
+        def count_finished(jobs: dict[int, Job]) -> None:
+            nonlocal counted
+            done = sum(1 for job in jobs.values() if job.state in FINISHED_STATES)
+            if done > counted:
+                progress(done - counted)
+                counted = done
+
+        wait_for_jobs(ids, on_update=count_finished, on_quiet=on_waiting, poll_seconds=poll_seconds)
     summary = ImportSummary()
     jobs = Job.objects.in_bulk(ids)
     for pk, already_done in tracked:
@@ -152,27 +156,3 @@ def import_runs(
         summary.files_refused.extend(job.result.get("files_refused", []))
     summary.seconds = time.perf_counter() - started
     return summary
-
-
-def _wait_for_jobs(
-    ids: list[int],
-    *,
-    counted: int,
-    progress: ProgressCallback,
-    on_waiting: Callable[[int], None] | None,
-    poll_seconds: float,
-) -> None:
-    finished_states = (JobState.SUCCEEDED, JobState.DEAD)
-    last_change = time.monotonic()
-    while True:
-        done = Job.objects.filter(pk__in=ids, state__in=finished_states).count()
-        if done > counted:
-            progress(done - counted)
-            counted = done
-            last_change = time.monotonic()
-        if done >= len(ids):
-            return
-        if on_waiting and time.monotonic() - last_change > 30:
-            on_waiting(len(ids) - done)
-            last_change = time.monotonic()
-        time.sleep(poll_seconds)

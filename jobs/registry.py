@@ -40,6 +40,7 @@ class JobType:
 
 
 _TYPES: dict[str, JobType] = {}
+_QUEUE_OF_TASK: dict[str, Queue] = {}
 
 
 class UnknownJobKind(LookupError):
@@ -61,8 +62,9 @@ def job_task(kind: str, *, queue: Queue) -> Callable[[JobService], JobService]:
 
         run.__name__ = run.__qualname__ = f"{kind}_task"
         run.__doc__ = f"Run job ``{kind}`` {{job_id}} with {service.__module__}.{service.__name__}."
-        task = shared_task(name=f"{app_label}.{kind}", queue=queue.value, ignore_result=True)(run)
+        task = shared_task(name=f"{app_label}.{kind}", ignore_result=True)(run)
         _TYPES[kind] = JobType(kind=kind, queue=queue, task=task, service=service)
+        _QUEUE_OF_TASK[task.name] = queue
         return service
 
     return declare
@@ -79,3 +81,16 @@ def job_type(kind: str) -> JobType:
 
 def declared_kinds() -> frozenset[str]:
     return frozenset(_TYPES)
+
+
+def route_task(
+    name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **kw: Any
+) -> dict[str, str] | None:
+    """Celery's router: a job task goes to the queue its kind was declared on.
+
+    Dispatch names the queue anyway; this covers a task sent by name alone
+    (``celery call``, Flower's "apply"), which would otherwise land on the
+    default queue.
+    """
+    queue = _QUEUE_OF_TASK.get(name)
+    return {"queue": queue.value} if queue else None

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from jobs.queues import Queue
 from jobs.sweeper import sweep_jobs
 
 
 # The task keeps its name across the move to the job core: Beat schedules it by name.
-@shared_task(name="flakeguard.sweep_jobs", queue=Queue.POLLING.value, ignore_result=True)
+# Beat sends it to the polling queue (flakeguard.celery).
+@shared_task(name="flakeguard.sweep_jobs", ignore_result=True)
 def sweep_jobs_task() -> int:
     return sweep_jobs()

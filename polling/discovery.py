@@ -72,7 +72,6 @@ def enqueue_github_run(*, repository: Repository, run: dict[str, Any]) -> list[t
                     payload={"run": info.to_json(), "source": "github", "latest_attempt": latest},
                 )
             )
-        FollowedRun.objects.filter(repository=repository, run_id=int(run["id"])).delete()
     return queued
 
 
@@ -91,12 +90,17 @@ def note_runs(repository: Repository, runs: Iterable[dict[str, Any]]) -> tuple[i
     queued = 0
     for key, run in completed.items():
         if key not in known:
-            queued += sum(created for _, created in enqueue_github_run(repository=repository, run=run))
+            queued += sum(
+                created for _, created in enqueue_github_run(repository=repository, run=run)
+            )
     for run in unfinished:
         FollowedRun.objects.update_or_create(
             repository=repository,
             run_id=int(run["id"]),
-            defaults={"status": str(run.get("status") or "")[:32]},
+            defaults={
+                "run_attempt": int(run.get("run_attempt") or 1),
+                "status": str(run.get("status") or "")[:32],
+            },
         )
     return queued, len(unfinished)
 
@@ -165,9 +169,8 @@ def poll_repository(*, repository: Repository) -> dict[str, Any]:
         runs, etag, not_modified = client.workflow_runs(
             repository.full_name, etag=github.runs_etag, created_since=since
         )
-        queued, following = note_runs(repository, runs)
-        listed = {int(run["id"]) for run in runs}
-        queued += _check_followed(client, repository, leaving_out=listed)
+        queued, _ = note_runs(repository, runs)
+        queued += _check_followed(client, repository, listed=runs)
     except RateLimited as exc:
         resume = datetime.fromtimestamp(round(exc.reset_at), tz=now.tzinfo)
         GitHubSettings.objects.filter(pk=github.pk).update(
@@ -205,12 +208,34 @@ def poll_repository(*, repository: Repository) -> dict[str, Any]:
     }
 
 
-def _check_followed(client: GitHubClient, repository: Repository, *, leaving_out: set[int]) -> int:
-    """Ask after each followed run the listing did not show; queue those that completed."""
+def _check_followed(
+    client: GitHubClient, repository: Repository, *, listed: list[dict[str, Any]]
+) -> int:
+    """Ask after each followed run the listing did not show as going; queue those that completed.
+
+    A run the listing shows completed, or whose attempt a webhook already
+    queued, is done with and needs no question.
+    """
+    going = {int(run["id"]) for run in listed if run.get("status", COMPLETED) != COMPLETED}
+    followed_runs = list(
+        FollowedRun.objects.filter(repository=repository).exclude(run_id__in=going)
+    )
+    keys = {
+        f.pk: RunInfo(
+            repo=repository.full_name, run_id=f.run_id, run_attempt=f.run_attempt, sha=""
+        ).dedup_key
+        for f in followed_runs
+    }
+    queued_already = set(
+        Job.objects.filter(dedup_key__in=list(keys.values())).values_list("dedup_key", flat=True)
+    )
+    done = [f.pk for f in followed_runs if keys[f.pk] in queued_already]
+    if done:
+        FollowedRun.objects.filter(pk__in=done).delete()
     queued = 0
-    for followed in FollowedRun.objects.filter(repository=repository).exclude(
-        run_id__in=list(leaving_out)
-    ):
+    for followed in followed_runs:
+        if followed.pk in done:
+            continue
         try:
             run, etag = client.workflow_run(
                 repository.full_name, followed.run_id, etag=followed.etag
@@ -225,7 +250,10 @@ def _check_followed(client: GitHubClient, repository: Repository, *, leaving_out
             FollowedRun.objects.filter(pk=followed.pk).update(checked_at=timezone.now())
             continue
         if run.get("status") == COMPLETED:
-            queued += sum(created for _, created in enqueue_github_run(repository=repository, run=run))
+            queued += sum(
+                created for _, created in enqueue_github_run(repository=repository, run=run)
+            )
+            followed.delete()
             continue
         FollowedRun.objects.filter(pk=followed.pk).update(
             etag=etag, status=str(run.get("status") or "")[:32], checked_at=timezone.now()

@@ -89,6 +89,9 @@ class FollowedRun(models.Model):
 
     repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="followed")
     run_id = models.BigIntegerField()
+    # The attempt seen going: once its ingest job exists (a webhook announced
+    # its completion) the run needs no more asking.
+    run_attempt = models.PositiveIntegerField(default=1)
     status = models.CharField(max_length=32, blank=True, help_text="as GitHub last said")
     # Of the run's last answer: asking again with If-None-Match costs no rate limit.
     etag = models.CharField(max_length=255, blank=True)

@@ -29,6 +29,6 @@ def verdicts_changed(job: Job) -> dict[str, Any]:
 
 
 # Beat only fans out: one poll job per repository that is due, then return.
-@shared_task(name="polling.schedule_polls", queue=Queue.POLLING.value, ignore_result=True)
+@shared_task(name="polling.schedule_polls", ignore_result=True)
 def schedule_polls_task() -> int:
     return discovery.schedule_polls()

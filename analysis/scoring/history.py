@@ -12,15 +12,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-FAILED_OUTCOMES = frozenset(("failed", "error"))
-
-
 class ResultRow(NamedTuple):
     """One stored result of the test being scored."""
 
     run_pk: int
     position: int
-    outcome: str  # passed | failed | error | skipped
+    outcome: str  # an ingest.junit.Outcome value: passed | failed | error | skipped
     job: str
     flaky_reruns: int = 0
     rerun_failures: int = 0

@@ -83,6 +83,7 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('run_id', models.BigIntegerField()),
+                ('run_attempt', models.PositiveIntegerField(default=1)),
                 ('status', models.CharField(blank=True, help_text='as GitHub last said', max_length=32)),
                 ('etag', models.CharField(blank=True, max_length=255)),
                 ('first_seen_at', models.DateTimeField(auto_now_add=True)),

@@ -11,19 +11,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.core.management import call_command
 from django.utils import timezone
-from polling.services import (
-    add_repository,
-    backfill_repository,
-    backfill_repository_job,
-    enqueue_backfill,
-    poll_repository,
-    schedule_polls,
-)
 
-from ingest.models import Artifact, ArtifactState, Repository, TestResult, WorkflowRun
+from ingest.models import Repository, TestResult, WorkflowRun
 from jobs.models import Job, JobKind, JobState
 from jobs.runner import claim_job, run_job
-from polling.models import GitHubSettings
+from polling.backfill import backfill_repository, backfill_repository_job, enqueue_backfill
+from polling.discovery import poll_repository, schedule_polls
+from polling.models import Artifact, ArtifactState, GitHubSettings
+from polling.repositories import add_repository
 from tests.conftest import FAKE_GITHUB_TOKEN as TOKEN
 from tests.github_fake import FakeGitHub, junit_zip
 from tests.ingest.junit_samples import pytest_report
@@ -80,7 +75,7 @@ def blob_downloads(github: FakeGitHub) -> Counter:
 def test_polling_discovers_runs_incrementally_and_never_downloads_an_artifact_twice(
     github: FakeGitHub, eager: None
 ) -> None:
-    repository, _ = add_repository(full_name=REPO)
+    repository, _, _ = add_repository(full_name=REPO, backfill=False)
     GitHubSettings.objects.filter(repository=repository).update(artifact_pattern="junit-*")
     first = add_run_with_artifacts(github, 0)
     add_run_with_artifacts(github, 30, outcome="failed")
@@ -120,7 +115,7 @@ def test_polling_discovers_runs_incrementally_and_never_downloads_an_artifact_tw
 def test_an_exhausted_rate_limit_pauses_polling_until_the_reset(
     github: FakeGitHub, eager: None
 ) -> None:
-    repository, _ = add_repository(full_name=REPO)
+    repository, _, _ = add_repository(full_name=REPO, backfill=False)
     add_run_with_artifacts(github, 0)
     github.spend_rate_limit(TOKEN, reset_in=900)
 
@@ -143,7 +138,7 @@ def test_an_exhausted_rate_limit_pauses_polling_until_the_reset(
 
 @pytest.mark.django_db(transaction=True)
 def test_server_errors_while_polling_are_retried(github: FakeGitHub, eager: None) -> None:
-    repository, _ = add_repository(full_name=REPO)
+    repository, _, _ = add_repository(full_name=REPO, backfill=False)
     add_run_with_artifacts(github, 0)
     github.fail_next(r"/actions/runs$", 502, times=1)
     github.fail_next(r"/artifacts$", 500, times=1)
@@ -156,7 +151,7 @@ def test_server_errors_while_polling_are_retried(github: FakeGitHub, eager: None
 
 @pytest.mark.django_db(transaction=True)
 def test_an_expired_artifact_is_recorded_and_not_retried(github: FakeGitHub, eager: None) -> None:
-    repository, _ = add_repository(full_name=REPO)
+    repository, _, _ = add_repository(full_name=REPO, backfill=False)
     run = github.add_run(REPO, started_at=T0)
     github.add_artifact(REPO, run["id"], "junit-old", report(), created_at=T0, expired=True)
 
@@ -174,7 +169,7 @@ def test_an_expired_artifact_is_recorded_and_not_retried(github: FakeGitHub, eag
 def test_artifacts_go_to_the_attempt_during_which_they_were_created(
     github: FakeGitHub, eager: None
 ) -> None:
-    repository, _ = add_repository(full_name=REPO)
+    repository, _, _ = add_repository(full_name=REPO, backfill=False)
     run = github.add_run(REPO, started_at=T0)
     github.add_artifact(
         REPO, run["id"], "junit", report("failed"), created_at=T0 + timedelta(minutes=4)
@@ -216,8 +211,8 @@ def test_poll_github_once_carries_the_jobs_through_on_the_embedded_default(
 
 @pytest.mark.django_db
 def test_schedule_polls_queues_one_job_per_due_repository() -> None:
-    due, _ = add_repository(full_name="acme/due")
-    off, _ = add_repository(full_name="acme/off")
+    due, _, _ = add_repository(full_name="acme/due", backfill=False)
+    off, _, _ = add_repository(full_name="acme/off", backfill=False)
     GitHubSettings.objects.filter(repository=off).update(polling_enabled=False)
 
     assert schedule_polls() == 1
@@ -233,7 +228,7 @@ def test_a_backfill_killed_midway_resumes_and_ends_with_the_rows_of_an_uninterru
     # With a broker (no worker here): the job waits in the table for its claim.
     for n in range(6):
         add_run_with_artifacts(github, 40 * n, outcome="failed" if n % 2 else "passed")
-    repository, _ = add_repository(full_name=REPO)
+    repository, _, _ = add_repository(full_name=REPO, backfill=False)
     since = T0 - timedelta(days=1)
 
     backfill_repository(repository=repository, since=since)
@@ -242,7 +237,7 @@ def test_a_backfill_killed_midway_resumes_and_ends_with_the_rows_of_an_uninterru
     Job.objects.all().delete()
 
     github.requests.clear()
-    repository, _ = add_repository(full_name=REPO)
+    repository, _, _ = add_repository(full_name=REPO, backfill=False)
     job, _ = enqueue_backfill(repository=repository, since=since)
     job = claim_job(job.pk)
     assert job is not None
@@ -282,7 +277,7 @@ def rows() -> set[tuple]:
 @pytest.mark.django_db(transaction=True)
 def test_a_backfill_waits_out_a_spent_rate_limit(github: FakeGitHub, eager: None) -> None:
     add_run_with_artifacts(github, 0)
-    repository, _ = add_repository(full_name=REPO)
+    repository, _, _ = add_repository(full_name=REPO, backfill=False)
     github.spend_rate_limit(TOKEN, reset_in=120)
     started = time.time()
 
@@ -317,12 +312,15 @@ def test_admin_adds_repositories_with_github_settings_and_polls_them(client) -> 
     assert repository.default_branch == "trunk"
     assert repository.github.artifact_pattern == "junit-*"
     assert repository.github.conclusion_policy == "always_neutral"
+    # Following it brought its history, as add_repo does.
+    [backfill] = Job.objects.filter(kind=JobKind.BACKFILL_REPO)
+    assert backfill.payload == {"repository_id": repository.pk, "days": 30}
 
     client.post(
         "/admin/ingest/repository/",
         {"action": "poll_now", "_selected_action": [repository.pk]},
     )
     assert Job.objects.get(kind=JobKind.POLL_REPO).payload == {"repository_id": repository.pk}
-    assert client.get("/admin/ingest/artifact/").status_code == 200
+    assert client.get("/admin/polling/artifact/").status_code == 200
     assert client.get("/admin/polling/webhookdelivery/").status_code == 200
-    assert client.get("/admin/analysis/checkrun/").status_code == 200
+    assert client.get("/admin/polling/checkrun/").status_code == 200

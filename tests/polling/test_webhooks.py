@@ -18,14 +18,14 @@ import pytest
 from django.db import connection
 from django.test import Client, RequestFactory
 from django.test.utils import CaptureQueriesContext
-from polling.services import add_repository
 
-from analysis.models import CheckRun, Quarantine
+from analysis.models import Quarantine
 from flakeguard.env import env_list
 from ingest.models import Repository, TestCase
 from jobs.models import Job, JobKind
-from polling.models import GitHubSettings, WebhookDelivery
-from polling.webhooks import UNINSTALLED, github_webhook, webhook_secrets
+from polling.models import CheckRun, GitHubSettings, WebhookDelivery
+from polling.repositories import UNINSTALLED, add_repository
+from polling.webhooks import github_webhook, webhook_secrets
 from tests.factories import RepositoryFactory
 
 URL = "/webhooks/github"
@@ -45,7 +45,7 @@ def webhook_settings(settings) -> None:
 def dispatched(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Job ids handed to Celery after commit, recorded instead of sent."""
     sent: list[int] = []
-    monkeypatch.setattr("flakeguard.jobs.dispatch", lambda job_id, kind: sent.append(job_id))
+    monkeypatch.setattr("jobs.dispatch.dispatch", lambda job_id, kind: sent.append(job_id))
     return sent
 
 
@@ -465,7 +465,9 @@ def test_check_run_events_other_than_the_quarantine_button_are_ignored(client: C
 
 @pytest.mark.django_db
 def test_installation_created_registers_its_repositories(client: Client) -> None:
-    add_repository(full_name="acme/old")  # registered earlier by hand, without installation
+    add_repository(
+        full_name="acme/old", backfill=False
+    )  # registered earlier by hand, without installation
     payload = {
         "action": "created",
         "installation": {"id": INSTALLATION, "account": {"login": "acme"}},
@@ -487,9 +489,9 @@ def test_installation_created_registers_its_repositories(client: Client) -> None
 def test_installation_deleted_detaches_its_repositories_and_keeps_their_history(
     client: Client,
 ) -> None:
-    shop, _ = add_repository(full_name="acme/shop", installation_id=INSTALLATION)
-    add_repository(full_name="acme/api", installation_id=INSTALLATION)
-    add_repository(full_name="other/lib", installation_id=7)
+    shop, _, _ = add_repository(full_name="acme/shop", installation_id=INSTALLATION, backfill=False)
+    add_repository(full_name="acme/api", installation_id=INSTALLATION, backfill=False)
+    add_repository(full_name="other/lib", installation_id=7, backfill=False)
     TestCase.objects.create(repository=shop, identity="b" * 40, name="test_kept")
     payload = {
         "action": "deleted",
@@ -515,7 +517,7 @@ def test_installation_deleted_detaches_its_repositories_and_keeps_their_history(
 
 @pytest.mark.django_db
 def test_installation_repositories_added_and_removed(client: Client) -> None:
-    add_repository(full_name="acme/shop", installation_id=INSTALLATION)
+    add_repository(full_name="acme/shop", installation_id=INSTALLATION, backfill=False)
     GitHubSettings.objects.filter(repository__full_name="acme/shop").update(polling_enabled=False)
     base = {"installation": {"id": INSTALLATION}, "repository_selection": "selected"}
 
@@ -615,14 +617,10 @@ def test_delivery_wall_time_for_reference(capsys: pytest.CaptureFixture) -> None
 
 @pytest.mark.django_db
 def test_quarantine_from_the_button_republishes_the_check_run(client, settings) -> None:
-    from polling.services import add_repository
-
-    from analysis.models import CheckRun
-    from ingest.models import TestCase
     from tests.factories import WorkflowRunFactory
 
     settings.GITHUB_TOKEN = "ghp_any"
-    repository, _ = add_repository(full_name="acme/button")
+    repository, _, _ = add_repository(full_name="acme/button", backfill=False)
     run = WorkflowRunFactory(repository=repository, sha="b" * 40)
     test = TestCase.objects.create(repository=repository, identity="f" * 40, name="test_flaky")
     check = CheckRun.objects.create(
@@ -642,5 +640,5 @@ def test_quarantine_from_the_button_republishes_the_check_run(client, settings) 
     )
 
     assert response.status_code == 200
-    publish = Job.objects.get(kind=JobKind.PUBLISH_CHECK)
+    publish = Job.objects.get(kind=JobKind.VERDICTS_CHANGED)
     assert publish.payload == {"repository_id": repository.pk, "head_sha": run.sha}

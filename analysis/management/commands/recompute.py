@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from typing import Any
 
 from django.conf import settings
@@ -27,6 +26,7 @@ from analysis.report import UnknownRepositoryError, repository_named
 from analysis.services import enqueue_recompute, recompute_repository
 from ingest.models import Repository
 from jobs.models import Job, JobState
+from jobs.waiting import wait_for_jobs
 
 POLL_SECONDS = 0.5
 # Without any progress for this long, say what the command is waiting for.
@@ -120,13 +120,10 @@ class Command(BaseCommand):
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Follow the jobs' saved progress until every one has succeeded or died."""
         ids = [job.pk for _, job, _ in queued]
-        finished_states = (JobState.SUCCEEDED, JobState.DEAD)
         desc = queued[0][0].full_name if len(queued) == 1 else f"{len(queued)} repositories"
-        last_seen: tuple[int, int, int] | None = None
-        last_change = time.monotonic()
         with _progress_bar(desc) as bar:
-            while True:
-                jobs = Job.objects.in_bulk(ids)
+
+            def show(jobs: dict[int, Job]) -> None:
                 done = total = 0
                 for job in jobs.values():
                     progress = job.progress or {}
@@ -135,22 +132,23 @@ class Command(BaseCommand):
                     if job.state == JobState.SUCCEEDED:
                         job_done = job_total = max(job_total, int(job.result.get("tests") or 0))
                     done, total = done + job_done, total + job_total
-                finished = sum(1 for job in jobs.values() if job.state in finished_states)
                 bar.total = total
                 bar.update(done - bar.n)
-                if finished == len(ids):
-                    break
-                seen = (done, total, finished)
-                if seen != last_seen:
-                    last_seen, last_change = seen, time.monotonic()
-                elif time.monotonic() - last_change > QUIET_WARNING_SECONDS:
-                    bar.write(
-                        f"waiting for {len(ids) - finished} job(s) on the tests-recompute "
-                        "queue; is a worker running?",
-                        file=sys.stderr,
-                    )
-                    last_change = time.monotonic()
-                time.sleep(POLL_SECONDS)
+
+            def quiet(outstanding: int) -> None:
+                bar.write(
+                    f"waiting for {outstanding} job(s) on the tests-recompute queue; "
+                    "is a worker running?",
+                    file=sys.stderr,
+                )
+
+            jobs = wait_for_jobs(
+                ids,
+                on_update=show,
+                on_quiet=quiet,
+                poll_seconds=POLL_SECONDS,
+                quiet_seconds=QUIET_WARNING_SECONDS,
+            )
         summaries, failed = [], []
         for repository, queued_job, _ in queued:
             job = jobs[queued_job.pk]

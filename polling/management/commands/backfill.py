@@ -23,7 +23,9 @@ from polling.management.progress import follow_backfill
 
 
 class Command(BaseCommand):
-    help = "Import a repository's workflow runs since a date (or of the last days), then rescore it."
+    help = (
+        "Import a repository's workflow runs since a date (or of the last days), then rescore it."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("repo", metavar="OWNER/NAME")

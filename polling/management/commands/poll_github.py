@@ -15,9 +15,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ingest.models import Repository
 from jobs.dispatch import drain_jobs
+from polling.discovery import poll_repository
 from polling.github import GitHubError
 from polling.models import GitHubSettings
-from polling.services import poll_repository
 
 
 class Command(BaseCommand):
@@ -65,7 +65,7 @@ class Command(BaseCommand):
                 )
                 continue
             self.stdout.write(
-                f"{s['repository']}: {s['runs_listed']} completed runs listed"
+                f"{s['repository']}: {s['runs_listed']} runs listed"
                 f"{' (not modified)' if s['not_modified'] else ''}, {s['jobs_queued']} imports queued"
             )
         if settings.CELERY_TASK_ALWAYS_EAGER:

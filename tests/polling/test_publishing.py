@@ -7,17 +7,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from analysis.publishing import (
-    MAX_ANNOTATIONS,
-    enqueue_publish,
-    failed_tests_of_commit,
-    publish_check_job,
-    publish_check_run,
-)
 from django.db import connection
 from django.utils import timezone
 
-from analysis.models import CheckRun, CheckRunState, Quarantine
+from analysis.models import Quarantine
 from analysis.quarantines import quarantine_tests
 from analysis.services import analyze_run
 from ingest.models import Repository, TestCase, WorkflowRun
@@ -27,7 +20,13 @@ from jobs.dispatch import enqueue_job
 from jobs.errors import TransientJobError
 from jobs.models import Job, JobKind, JobState
 from jobs.runner import run_job
-from polling.models import ConclusionPolicy, GitHubSettings
+from polling.models import CheckRun, CheckRunState, ConclusionPolicy, GitHubSettings
+from polling.publishing import (
+    MAX_ANNOTATIONS,
+    failed_tests_of_commit,
+    publish_check_run,
+    publish_for_verdicts_job,
+)
 from tests.analysis.factories import TestScoreFactory
 from tests.github_fake import FakeGitHub
 from tests.ingest.junit_samples import pytest_report, write
@@ -78,11 +77,20 @@ def repository() -> Repository:
     return Repository.objects.get(full_name=REPO)
 
 
-def follow(policy: str = ConclusionPolicy.NEUTRAL_WHEN_ALL_FLAKY) -> Repository:
+def follow(
+    policy: str = ConclusionPolicy.NEUTRAL_WHEN_ALL_FLAKY, *, since: datetime = BASE
+) -> Repository:
+    """Follow the repository on GitHub from ``since`` (before the runs stored here, by default)."""
     settings, _ = GitHubSettings.objects.update_or_create(
-        repository=repository(), defaults={"conclusion_policy": policy}
+        repository=repository(), defaults={"conclusion_policy": policy, "followed_since": since}
     )
     return settings.repository
+
+
+def verdict_jobs(head_sha: str = SHA) -> list[Job]:
+    return list(
+        Job.objects.filter(kind=JobKind.VERDICTS_CHANGED, payload__head_sha=head_sha).order_by("pk")
+    )
 
 
 def case_named(name: str) -> TestCase:
@@ -116,7 +124,7 @@ def test_two_analyzed_runs_of_a_commit_update_one_check_run(
     store(tmp_path, {"test_a": "failed", "test_b": "passed"}, run_id=2, analyzed=False)
     store(tmp_path, {"test_c": "failed"}, run_id=3, analyzed=False)
 
-    publishes = Job.objects.filter(kind=JobKind.PUBLISH_CHECK).order_by("pk")
+    publishes = verdict_jobs()
     assert [job.state for job in publishes] == [JobState.SUCCEEDED] * 2
     assert [job.result["created"] for job in publishes] == [True, False]
     assert len(github.requests_to(CHECK_RUNS, "POST")) == 1
@@ -362,12 +370,12 @@ def test_a_refused_write_is_recorded_and_the_job_succeeds_without_retry(
     follow()
     github.fail_next(CHECK_RUNS, 403)
     job, _ = enqueue_job(
-        kind=JobKind.PUBLISH_CHECK,
-        dedup_key=f"publish:test:{SHA}",
+        kind=JobKind.VERDICTS_CHANGED,
+        dedup_key=f"verdicts:test:{SHA}",
         payload={"repository_id": repository().pk, "head_sha": SHA},
     )
 
-    run_job(job.pk, publish_check_job)
+    run_job(job.pk, publish_for_verdicts_job)
 
     job.refresh_from_db()
     assert job.state == JobState.SUCCEEDED and job.attempts == 1
@@ -399,12 +407,12 @@ def test_a_server_error_as_a_job_is_retried_later(tmp_path: Path, github: FakeGi
     follow()
     github.fail_next(CHECK_RUNS, 503, times=10)
     job, _ = enqueue_job(
-        kind=JobKind.PUBLISH_CHECK,
-        dedup_key=f"publish:test:{SHA}",
+        kind=JobKind.VERDICTS_CHANGED,
+        dedup_key=f"verdicts:test:{SHA}",
         payload={"repository_id": repository().pk, "head_sha": SHA},
     )
 
-    run_job(job.pk, publish_check_job)
+    run_job(job.pk, publish_for_verdicts_job)
 
     job.refresh_from_db()
     assert job.state == JobState.PENDING and job.attempts == 1
@@ -432,11 +440,11 @@ def test_a_retry_after_a_failed_batch_updates_the_check_run_it_created(
     assert CheckRun.objects.get().state == CheckRunState.PUBLISHED
 
 
-# --- enqueueing -------------------------------------------------------------------
+# --- announced by analysis, decided by the edge ----------------------------------
 
 
 @pytest.mark.django_db
-def test_analyze_run_enqueues_a_publish_job_when_github_is_configured(
+def test_analyze_run_announces_that_the_commits_verdicts_changed(
     tmp_path: Path, github: FakeGitHub
 ) -> None:
     run_pk = store(tmp_path, {"test_a": "failed"}, analyzed=False)
@@ -444,33 +452,69 @@ def test_analyze_run_enqueues_a_publish_job_when_github_is_configured(
 
     analyze_run(run_pk=run_pk)
 
-    job = Job.objects.get(kind=JobKind.PUBLISH_CHECK)
-    assert job.dedup_key == f"publish:{repository().pk}:{SHA}:{run_pk}"
+    [job] = verdict_jobs()
+    assert job.dedup_key == f"verdicts:{repository().pk}:{SHA}:run:{run_pk}"
     assert job.payload == {"repository_id": repository().pk, "head_sha": SHA}
 
 
 @pytest.mark.django_db
-def test_analyze_run_enqueues_no_publish_job_without_github(tmp_path: Path, settings) -> None:
+def test_without_github_credentials_nothing_is_published(
+    tmp_path: Path, github: FakeGitHub, settings
+) -> None:
     settings.GITHUB_TOKEN = ""
     settings.GITHUB_APP_ID = ""
     run_pk = store(tmp_path, {"test_a": "failed"}, analyzed=False)
     follow()
-
     analyze_run(run_pk=run_pk)
+    [job] = verdict_jobs()
 
-    assert not Job.objects.filter(kind=JobKind.PUBLISH_CHECK).exists()
+    run_job(job.pk, publish_for_verdicts_job)
+
+    job.refresh_from_db()
+    assert job.state == JobState.SUCCEEDED
+    assert job.result["published"] is False
+    assert "credentials" in job.result["reason"]
+    assert github.requests == []
 
 
 @pytest.mark.django_db
-def test_analyze_run_enqueues_no_publish_job_for_a_repository_not_followed_on_github(
+def test_a_repository_not_followed_on_github_gets_no_check_run(
     tmp_path: Path, github: FakeGitHub
 ) -> None:
     run_pk = store(tmp_path, {"test_a": "failed"}, analyzed=False)
-
     analyze_run(run_pk=run_pk)
+    [job] = verdict_jobs()
 
-    assert not Job.objects.filter(kind=JobKind.PUBLISH_CHECK).exists()
-    assert enqueue_publish(run=WorkflowRun.objects.get(pk=run_pk)) is None
+    run_job(job.pk, publish_for_verdicts_job)
+
+    job.refresh_from_db()
+    assert job.result == {
+        "published": False,
+        "head_sha": SHA,
+        "reason": "the repository is not followed on GitHub",
+    }
+    assert github.requests == [] and not CheckRun.objects.exists()
+
+
+@pytest.mark.django_db
+def test_history_from_before_the_repository_was_followed_gets_no_check_run(
+    tmp_path: Path, github: FakeGitHub
+) -> None:
+    old = store(tmp_path, {"test_a": "failed"}, analyzed=False)  # started at BASE + 55 min
+    follow(since=BASE + timedelta(days=1))
+    analyze_run(run_pk=old)
+    fresh_sha = "beef" + "0" * 36
+    fresh = store(tmp_path, {"test_a": "failed"}, run_id=50, sha=fresh_sha, analyzed=False)
+    analyze_run(run_pk=fresh)  # started at BASE + 33 h, after the repository was followed
+
+    for job in [*verdict_jobs(SHA), *verdict_jobs(fresh_sha)]:
+        run_job(job.pk, publish_for_verdicts_job)
+
+    [old_job] = verdict_jobs(SHA)
+    old_job.refresh_from_db()
+    assert old_job.result["published"] is False
+    assert old_job.result["reason"] == "its runs completed before the repository was followed"
+    assert [c["head_sha"] for c in github.repo(REPO).check_runs.values()] == [fresh_sha]
 
 
 @pytest.mark.django_db

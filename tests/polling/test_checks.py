@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from analysis.checks import (
+
+from polling.checks import (
     ALWAYS_NEUTRAL,
     ANNOTATION_TEXT_MAX_BYTES,
     NEUTRAL_WHEN_ALL_FLAKY,

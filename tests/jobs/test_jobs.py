@@ -25,12 +25,11 @@ from django.db import OperationalError, connection, transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from flakeguard.celery import app as celery_app
 from jobs.dispatch import dispatch, drain_jobs, enqueue_job
 from jobs.errors import PermanentJobError, TransientJobError
 from jobs.models import Job, JobKind, JobState
 from jobs.queues import Queue
-from jobs.registry import TASK_FOR_KIND, TaskRoute
+from jobs.registry import UnknownJobKind, declared_kinds, job_task, job_type
 from jobs.runner import backoff_seconds, claim_job, run_job
 from jobs.sweeper import retry_jobs, sweep_jobs
 from tests.factories import JobFactory
@@ -89,9 +88,11 @@ def wait_until_a_query_waits_for_a_lock() -> None:
 
 # --- a task of our own, for the paths that run jobs in-process -------------------
 
-TEST_TASK = "tests.flakeguard.run_test_job"
+# A job kind of the tests' own: declaring it takes the one decorator, nothing else.
+SCRIPTED_KIND = "tests_scripted"
 
 
+@job_task(SCRIPTED_KIND, queue=Queue.POLLING)
 def scripted_service(job: Job) -> dict[str, Any]:
     """Succeeds, or fails the way ``payload["fail"]`` says."""
     if job.payload.get("fail") == "transient":
@@ -99,16 +100,9 @@ def scripted_service(job: Job) -> dict[str, Any]:
     return {"ran": job.pk}
 
 
-@celery_app.task(name=TEST_TASK, ignore_result=True)
-def run_test_job_task(job_id: int) -> None:
-    run_job(job_id, scripted_service)
-
-
 @pytest.fixture
-def scripted_kind(monkeypatch: pytest.MonkeyPatch) -> str:
-    """Route POLL_REPO jobs to the task above; returns the kind to enqueue."""
-    monkeypatch.setitem(TASK_FOR_KIND, JobKind.POLL_REPO, TaskRoute(TEST_TASK, Queue.POLLING))
-    return JobKind.POLL_REPO
+def scripted_kind() -> str:
+    return SCRIPTED_KIND
 
 
 @pytest.fixture
@@ -198,11 +192,40 @@ def test_rolled_back_enqueue_sends_nothing(broker):
 
 @pytest.mark.django_db
 def test_dispatch_sends_each_kind_to_its_own_queue(broker):
-    for kind, route in TASK_FOR_KIND.items():
+    for kind in declared_kinds():
+        declared = job_type(kind)
         broker.flushdb()
         dispatch(41, kind)
-        assert queued_job_ids(broker, route.queue.value) == [41], kind
-        assert task_names(broker, route.queue.value) == [route.task_name]
+        assert queued_job_ids(broker, declared.queue.value) == [41], kind
+        assert task_names(broker, declared.queue.value) == [declared.task_name]
+
+
+def test_every_job_kind_is_declared_by_an_app_with_its_queue():
+    assert declared_kinds() >= set(JobKind)
+    assert {kind: (job_type(kind).task_name, job_type(kind).queue) for kind in JobKind} == {
+        JobKind.INGEST_RUN: ("ingest.ingest_run", Queue.RUNS_INGEST),
+        JobKind.ANALYZE_RUN: ("analysis.analyze_run", Queue.RUNS_ANALYZE),
+        JobKind.RECOMPUTE_REPO: ("analysis.recompute_repo", Queue.TESTS_RECOMPUTE),
+        JobKind.POLL_REPO: ("polling.poll_repo", Queue.POLLING),
+        JobKind.BACKFILL_REPO: ("polling.backfill_repo", Queue.POLLING),
+        JobKind.VERDICTS_CHANGED: ("polling.verdicts_changed", Queue.RUNS_ANALYZE),
+    }
+
+
+@pytest.mark.django_db
+def test_a_kind_no_app_declared_cannot_be_enqueued():
+    with pytest.raises(UnknownJobKind, match="no task is declared for job kind 'typo_kind'"):
+        enqueue_job(kind="typo_kind", dedup_key="typo:1")
+    assert not Job.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_kind_declared_by_the_decorator_alone_runs_through_the_broker(broker):
+    job, _ = enqueue_job(kind=SCRIPTED_KIND, dedup_key="scripted:broker")
+    dispatch(job.pk, SCRIPTED_KIND)
+
+    assert queued_job_ids(broker, Queue.POLLING.value) == [job.pk]
+    assert task_names(broker, Queue.POLLING.value) == ["tests.tests_scripted"]
 
 
 @pytest.mark.django_db
@@ -575,7 +598,7 @@ def test_admin_action_retries_the_selected_dead_jobs(
 
     with django_capture_on_commit_callbacks(execute=True):
         response = admin_client.post(
-            reverse("admin:flakeguard_job_changelist"),
+            reverse("admin:jobs_job_changelist"),
             {
                 "action": "retry_selected",
                 "_selected_action": [j.pk for j in [*selected, selected_done]],
@@ -599,8 +622,8 @@ def test_admin_action_retries_the_selected_dead_jobs(
 def test_admin_lists_jobs_and_cannot_create_them(admin_client):
     JobFactory(dead=True, dedup_key="ingest:acme/shop:5:1")
 
-    changelist = admin_client.get(reverse("admin:flakeguard_job_changelist") + "?state=dead")
-    add = admin_client.get(reverse("admin:flakeguard_job_add"))
+    changelist = admin_client.get(reverse("admin:jobs_job_changelist") + "?state=dead")
+    add = admin_client.get(reverse("admin:jobs_job_add"))
 
     assert changelist.status_code == 200
     assert "ingest:acme/shop:5:1" in changelist.content.decode()

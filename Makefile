@@ -41,6 +41,7 @@ lint: $(STAMP)  ## ruff lint and format check, import layers, types of the pure 
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 format: $(STAMP)  ## Apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix .

@@ -11,7 +11,7 @@ from rest_framework.exceptions import ValidationError
 
 from analysis.models import Quarantine, TestScore
 from analysis.quarantines import quarantine_tests
-from analysis.scoring import describe_event
+from analysis.scoring import TestStatus, describe_event
 from ingest.models import TestCase
 
 
@@ -51,13 +51,13 @@ class TestScoreSerializer(serializers.ModelSerializer):
         ]
 
     def get_is_flaky(self, score: TestScore) -> bool:
-        return score.verdict == "flaky"
+        return score.verdict == TestStatus.FLAKY
 
     def get_quarantined(self, score: TestScore) -> bool:
         return hasattr(score.test, "quarantine")
 
     def get_status(self, score: TestScore) -> str:
-        return "quarantined" if self.get_quarantined(score) else score.verdict
+        return TestStatus.QUARANTINED.value if self.get_quarantined(score) else score.verdict
 
     def get_evidence(self, score: TestScore) -> list[str]:
         return [describe_event(event) for event in score.evidence]
@@ -78,7 +78,7 @@ class TestScoreViewSet(viewsets.ReadOnlyModelViewSet):
         if params.get("repo"):
             queryset = queryset.filter(repository__full_name=params["repo"])
         status = params.get("status")
-        if status == "quarantined":
+        if status == TestStatus.QUARANTINED:
             queryset = queryset.filter(test__quarantine__isnull=False)
         elif status:
             queryset = queryset.filter(verdict=status, test__quarantine__isnull=True)

@@ -10,15 +10,13 @@ table has for exactly this.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from django.db import connection
 
-from analysis.scoring import HistoryContext, JobLoad, ResultRow, RunMeta
+from analysis.scoring import HistoryContext, JobLoad, ResultGroup, ResultRow, RunMeta
 from ingest import bulk
-from ingest.junit import Outcome
 from ingest.models import Repository, TestResult, WorkflowRun, outcome_in_sql
 
 _HISTORY_COLUMNS = "run_id, position, outcome, job, flaky_reruns, rerun_failures, fingerprint"
@@ -102,62 +100,43 @@ def iter_histories(
 
 @dataclass(slots=True)
 class TestSummary:
-    """One test's results in brief, enough to tell whether it needs a full look."""
+    """One test's results in brief: what ``analysis.scoring.quiet_tally`` reads to tell
+    whether the test needs a full look at its history."""
 
     __test__ = False  # not a pytest test class
 
-    results: int
-    skipped: int
-    failed_in: list[tuple[int, str]]  # (run pk, job) of each failure
-    reruns: bool  # passed on an in-run rerun at least once
+    groups: list[ResultGroup]
     latest_run: int
 
 
 def summarize_tests(
     first_pk: int, last_pk: int, *, leaving_out: Iterable[int] = ()
 ) -> dict[int, TestSummary]:
-    """Summaries of the tests with pk in [first_pk, last_pk], in one pass over their results."""
+    """Summaries of the tests with pk in [first_pk, last_pk], in one pass over their results.
+
+    Results are counted per test, outcome and job, and failures per run as well
+    (whether a failure is an outage casualty depends on its run), so a test
+    comes back as a handful of groups however long its history.
+    """
     table = TestResult._meta.db_table
     excluded = sorted(set(leaving_out))
-    failed = outcome_in_sql()
-    skipped = outcome_in_sql(frozenset({Outcome.SKIPPED}))
     where = "test_id >= %s AND test_id <= %s"
     params: list[object] = [first_pk, last_pk]
     if excluded:
         where += f" AND run_id NOT IN ({', '.join(['%s'] * len(excluded))})"
         params.extend(excluded)
-    if connection.vendor == "postgresql":
-        aggregates = (
-            f"COUNT(*), COUNT(*) FILTER (WHERE {skipped}), "
-            f"ARRAY_AGG(run_id) FILTER (WHERE {failed}), ARRAY_AGG(job) FILTER (WHERE {failed}), "
-            f"BOOL_OR(flaky_reruns > 0), MAX(run_id)"
-        )
-    else:
-        aggregates = (
-            f"COUNT(*), SUM(CASE WHEN {skipped} THEN 1 ELSE 0 END), "
-            f"JSON_GROUP_ARRAY(CASE WHEN {failed} THEN run_id END), "
-            f"JSON_GROUP_ARRAY(CASE WHEN {failed} THEN job END), "
-            f"MAX(flaky_reruns > 0), MAX(run_id)"
-        )
+    failure_run = f"CASE WHEN {outcome_in_sql()} THEN run_id END"
     summaries: dict[int, TestSummary] = {}
-    arrays_as_json = connection.vendor != "postgresql"
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT test_id, {aggregates} FROM {table} WHERE {where} GROUP BY test_id", params
+            f"SELECT test_id, outcome, job, {failure_run}, COUNT(*), MAX(flaky_reruns), "
+            f"MAX(run_id) FROM {table} WHERE {where} GROUP BY test_id, outcome, job, {failure_run}",
+            params,
         )
-        for test_pk, results, skipped, runs, jobs, reruns, latest in cursor.fetchall():
-            if arrays_as_json:
-                runs, jobs = _json_list(runs), _json_list(jobs)
-            failed_in = list(zip(runs or (), jobs or (), strict=True))
-            summaries[test_pk] = TestSummary(
-                results=results,
-                skipped=int(skipped or 0),
-                failed_in=[(r, j) for r, j in failed_in if r is not None],
-                reruns=bool(reruns),
-                latest_run=latest,
-            )
+        for test_pk, outcome, job, run_pk, results, reruns, latest in cursor.fetchall():
+            summary = summaries.get(test_pk)
+            if summary is None:
+                summary = summaries[test_pk] = TestSummary(groups=[], latest_run=latest)
+            summary.groups.append(ResultGroup(outcome, job, run_pk, results, reruns or 0))
+            summary.latest_run = max(summary.latest_run, latest)
     return summaries
-
-
-def _json_list(value: str | None) -> list:
-    return json.loads(value) if value else []

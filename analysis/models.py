@@ -9,16 +9,10 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from analysis.scoring import ScoringSettings
+# TestStatus is the scoring core's vocabulary, imported here (and so importable
+# from here) rather than defined twice.
+from analysis.scoring import ScoringSettings, TestStatus
 from ingest.models import Repository, TestCase
-
-
-class TestStatus(models.TextChoices):
-    FLAKY = "flaky", "flaky"
-    FAILING = "failing", "failing"
-    STABLE = "stable", "stable"
-    NEW = "new", "new"
-    QUARANTINED = "quarantined", "quarantined"
 
 
 class TestScore(models.Model):
@@ -32,7 +26,7 @@ class TestScore(models.Model):
     repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="scores")
     # What the evidence says; "quarantined" is a person's decision and lives
     # in Quarantine, so a recompute never overwrites it.
-    verdict = models.CharField(max_length=16, choices=TestStatus.choices)
+    verdict = models.CharField(max_length=16, choices=[(s.value, s.value) for s in TestStatus])
     score = models.FloatField(default=0.0)
     results = models.PositiveIntegerField(default=0)
     failures = models.PositiveIntegerField(default=0)

@@ -15,8 +15,8 @@ from typing import Any
 
 from django.db.models import Count, Exists, OuterRef, Q
 
-from analysis.models import Quarantine, TestScore, TestStatus
-from analysis.scoring import describe_event
+from analysis.models import Quarantine, TestScore
+from analysis.scoring import TestStatus, describe_event
 from ingest.models import Repository
 from ingest.timestamps import parse_timestamp
 

@@ -24,12 +24,12 @@ from analysis.database import allow_large_aggregates, lock_repository_analysis
 from analysis.models import ScoringConfig, TestScore
 from analysis.scores import save_verdicts, verdict_of
 from analysis.scoring import (
-    FLAKY,
-    HistoryContext,
+    ResultGroup,
     ScoringSettings,
+    TestStatus,
     Verdict,
     advance_clean,
-    is_outage_casualty,
+    quiet_tally,
     quiet_verdict,
     score_test,
 )
@@ -100,9 +100,9 @@ def analyze_run(*, run_pk: int) -> dict[str, Any]:
         failed_on_commit = _tests_failed_on_commit(run)
         advanced: list[tuple[int, Verdict]] = []
         rescore: list[int] = []
-        for test_pk, outcomes in in_run.items():
+        for test_pk, results in in_run.items():
             score = stored.get(test_pk)
-            quiet = _quiet_outcomes(outcomes, context, settings, run_pk)
+            quiet = quiet_tally(results, context, settings)
             if (
                 score is None
                 or score.pending
@@ -118,15 +118,14 @@ def analyze_run(*, run_pk: int) -> dict[str, Any]:
             ):
                 rescore.append(test_pk)
                 continue
-            passes, skipped, ignored = quiet
             advanced.append(
                 (
                     test_pk,
                     advance_clean(
                         verdict_of(score),
-                        passes=passes,
-                        skipped=skipped,
-                        ignored_failures=ignored,
+                        passes=quiet.passes,
+                        skipped=quiet.skipped,
+                        ignored_failures=quiet.ignored_failures,
                         latest_result_at=run_meta.started_iso,
                         settings=settings,
                     ),
@@ -140,7 +139,7 @@ def analyze_run(*, run_pk: int) -> dict[str, Any]:
         save_verdicts(repository.pk, [*advanced, *rescored])
         WorkflowRun.objects.filter(pk=run_pk).update(analyzed_at=timezone.now())
         _announce(run)
-    flaky = sum(verdict.status == FLAKY for _, verdict in [*advanced, *rescored])
+    flaky = sum(verdict.status == TestStatus.FLAKY for _, verdict in [*advanced, *rescored])
     seconds = time.perf_counter() - started
     logger.info(
         "%s run %s attempt %s analyzed: %s tests (%s rescored), %s flaky among them, %.2fs",
@@ -174,16 +173,16 @@ def _backlog(repository: Repository) -> int:
     return WorkflowRun.objects.filter(repository=repository, analyzed_at__isnull=True).count()
 
 
-def _results_of_run(run_pk: int) -> dict[int, list[tuple[str, str, int]]]:
-    """{test pk: [(outcome, job, flaky reruns), …]} of one run."""
+def _results_of_run(run_pk: int) -> dict[int, list[ResultGroup]]:
+    """{test pk: its results in the run, one group each} of one run."""
     table = TestResult._meta.db_table
-    tests: dict[int, list[tuple[str, str, int]]] = {}
+    tests: dict[int, list[ResultGroup]] = {}
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT test_id, outcome, job, flaky_reruns FROM {table} WHERE run_id = %s", [run_pk]
         )
         for test_pk, outcome, job, reruns in cursor.fetchall():
-            tests.setdefault(test_pk, []).append((outcome, job, reruns))
+            tests.setdefault(test_pk, []).append(ResultGroup(outcome, job, run_pk, 1, reruns))
     return tests
 
 
@@ -206,29 +205,6 @@ def _tests_failed_on_commit(run: WorkflowRun) -> set[int]:
             others,
         )
         return {test_pk for (test_pk,) in cursor.fetchall()}
-
-
-def _quiet_outcomes(
-    outcomes: list[tuple[str, str, int]],
-    context: HistoryContext,
-    settings: ScoringSettings,
-    run_pk: int,
-) -> tuple[dict[str, int], int, int] | None:
-    """(passes per job, skips, ignored outage failures) when these results add no evidence."""
-    passes: dict[str, int] = {}
-    skipped = ignored = 0
-    for outcome, job, reruns in outcomes:
-        if reruns:
-            return None
-        if outcome == "passed":
-            passes[job] = passes.get(job, 0) + 1
-        elif outcome == "skipped":
-            skipped += 1
-        elif is_outage_casualty(context, settings, run_pk, job):
-            ignored += 1
-        else:
-            return None
-    return passes, skipped, ignored
 
 
 # --- tests-recompute --------------------------------------------------------
@@ -297,7 +273,8 @@ def recompute_repository(
                 "cursor": test_pks[-1],
                 "done": progress["done"] + len(test_pks),
                 "total": max(progress["total"], progress["done"] + len(test_pks)),
-                "flaky": progress["flaky"] + sum(1 for _, v in verdicts if v.status == FLAKY),
+                "flaky": progress["flaky"]
+                + sum(1 for _, v in verdicts if v.status == TestStatus.FLAKY),
             }
             if job:
                 checkpoint(job, progress)
@@ -329,10 +306,8 @@ def _score_batch(
     verdicts: list[tuple[int, Verdict]] = []
     full: list[int] = []
     for test_pk, summary in summaries.items():
-        if summary.reruns or any(
-            not is_outage_casualty(context, settings, run_pk, job)
-            for run_pk, job in summary.failed_in
-        ):
+        quiet = quiet_tally(summary.groups, context, settings)
+        if quiet is None:
             full.append(test_pk)
             continue
         latest = context.runs.get(summary.latest_run)
@@ -340,9 +315,9 @@ def _score_batch(
             (
                 test_pk,
                 quiet_verdict(
-                    results=summary.results,
-                    failures=len(summary.failed_in),
-                    skipped=summary.skipped,
+                    results=quiet.results,
+                    failures=quiet.ignored_failures,
+                    skipped=quiet.skipped,
                     latest_result_at=latest.started_iso if latest else None,
                     settings=settings,
                 ),

@@ -8,17 +8,17 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 
 from analysis.models import TestScore
-from analysis.scoring import describe_event
+from analysis.scoring import TestStatus, describe_event
 from ingest.models import Repository
 
-_SHOWN = ("flaky", "failing")
+_SHOWN = (TestStatus.FLAKY, TestStatus.FAILING)
 
 
 @login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
     repositories = Repository.objects.annotate(
-        flaky=Count("scores", filter=Q(scores__verdict="flaky")),
-        failing=Count("scores", filter=Q(scores__verdict="failing")),
+        flaky=Count("scores", filter=Q(scores__verdict=TestStatus.FLAKY)),
+        failing=Count("scores", filter=Q(scores__verdict=TestStatus.FAILING)),
         scored=Count("scores", distinct=True),
         quarantined=Count("quarantines", distinct=True),
     ).order_by("-flaky", "full_name")

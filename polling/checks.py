@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from analysis.scoring import TestStatus
+
 # Conclusion policies (the values of polling.models.ConclusionPolicy).
 NEUTRAL_WHEN_ALL_FLAKY = "neutral_when_all_flaky"
 SUCCESS_WHEN_ALL_FLAKY = "success_when_all_flaky"
@@ -47,11 +49,10 @@ QUARANTINE_ACTION = {
     "identifier": QUARANTINE_ACTION_ID,
 }
 
-_FLAKY = "flaky"
 _VERDICT_NOTES = {
-    "new": "new test",
-    "stable": "stable until now",
-    "failing": "already failing",
+    TestStatus.NEW: "new test",
+    TestStatus.STABLE: "stable until now",
+    TestStatus.FAILING: "already failing",
     "": "not scored yet",
 }
 # ":123" after "path/to/file.ext", the way tracebacks and compilers name a line.
@@ -72,7 +73,7 @@ class FailedTest:
     file: str = ""
     message: str = ""
     jobs: tuple[str, ...] = ()
-    verdict: str = ""  # flaky | failing | stable | new; "" when never scored
+    verdict: str = ""  # a TestStatus verdict (not quarantined); "" when never scored
     score: float = 0.0
     quarantined: bool = False
     evidence: tuple[str, ...] = ()  # one line per event, newest first
@@ -80,7 +81,7 @@ class FailedTest:
     @property
     def known_flaky(self) -> bool:
         """A failure people need not look into: a flake, or a test someone quarantined."""
-        return self.verdict == _FLAKY or self.quarantined
+        return self.verdict == TestStatus.FLAKY or self.quarantined
 
     @property
     def display_name(self) -> str:
@@ -124,7 +125,9 @@ def render_check_run(
     conclusion = conclusion_for(
         new_failures=len(new), known_flaky_failures=len(known), policy=policy
     )
-    to_quarantine = [t.test_id for t in known if t.verdict == _FLAKY and not t.quarantined]
+    to_quarantine = [
+        t.test_id for t in known if t.verdict == TestStatus.FLAKY and not t.quarantined
+    ]
     annotated = [*new, *known]
     if max_annotations is not None:
         annotated = annotated[: max(0, max_annotations)]
@@ -318,7 +321,7 @@ def _flaky_entry(test: FailedTest) -> str:
 def _flakiness(test: FailedTest) -> str:
     return (
         f"flakiness {test.score:.2f}"
-        if test.verdict == _FLAKY
+        if test.verdict == TestStatus.FLAKY
         else f"verdict {test.verdict or 'none'}"
     )
 

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+
 class ResultRow(NamedTuple):
     """One stored result of the test being scored."""
 

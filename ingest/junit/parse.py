@@ -12,7 +12,7 @@ its lookups local and builds records positionally.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from lxml import etree
 
@@ -30,7 +30,7 @@ from ingest.junit.records import FileSummary, Outcome, TestCaseRecord
 from ingest.junit.suites import label_from_properties, suite_context
 from ingest.junit.values import element_text, parse_seconds
 
-_MISSING = object()
+_MISSING: Any = object()  # Any: a cache miss, told apart by identity before use
 # Bounds the per-parse cache of time strings (a few hundred KB at most).
 _TIME_CACHE_SIZE = 4096
 

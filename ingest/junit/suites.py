@@ -60,7 +60,7 @@ def label_from_properties(properties: etree._Element) -> str:
     # keeps this to the unavoidable cost of reading each name.
     best, best_rank = "", len(LABEL_PROPERTY_NAMES)
     for prop in properties:
-        rank = _LABEL_RANK.get(prop.get("name"))  # type: ignore[arg-type]
+        rank = _LABEL_RANK.get(prop.get("name"))
         if rank is not None and rank < best_rank:
             value = prop.get("value")
             value = (prop.text if value is None else value) or ""

@@ -407,14 +407,14 @@ def test_recompute_of_an_unknown_repository_is_refused(repository: Repository) -
 def test_recompute_job_that_dies_fails_the_command_with_its_error(
     repository: Repository, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from analysis.management.commands import recompute
+    from jobs import waiting
 
     def job_dies(seconds: float) -> None:
         Job.objects.filter(kind=JobKind.RECOMPUTE_REPO).update(
             state=JobState.DEAD, last_error="Traceback ...\nOperationalError: disk full"
         )
 
-    monkeypatch.setattr(recompute.time, "sleep", job_dies)
+    monkeypatch.setattr(waiting.time, "sleep", job_dies)
 
     with pytest.raises(
         CommandError, match=r"(?s)recompute of acme/shop failed \(job \d+\): .*disk full"

@@ -7,11 +7,8 @@ import random
 import pytest
 
 from analysis.scoring import (
-    FAILING,
-    FLAKY,
-    NEW,
-    STABLE,
     ScoringSettings,
+    TestStatus,
     advance_clean,
     describe_event,
     score_test,
@@ -26,11 +23,11 @@ def test_broken_on_main_until_its_fix_is_failing_then_stable_never_flaky() -> No
     history.runs_of("p" * 40)
     history.runs_of("f" * 8)  # a commit breaks it; every commit fails until the fix
     broken = history.verdict()
-    assert broken.status == FAILING
+    assert broken.status == TestStatus.FAILING
     assert broken.components["failing"][0]["commits"] == 8
     history.runs_of("p" * 40)
     fixed = history.verdict()
-    assert fixed.status == STABLE
+    assert fixed.status == TestStatus.STABLE
     assert fixed.score == 0.0
     assert fixed.components["isolated"]["events"] == 0
 
@@ -44,7 +41,7 @@ def test_broken_on_main_while_pull_requests_pass_in_between_is_not_flaky() -> No
         history.run("f")
         history.run("p", branch="feature/x", event="pull_request")
     history.runs_of("p" * 30)
-    assert history.verdict().status == STABLE
+    assert history.verdict().status == TestStatus.STABLE
 
 
 def test_failures_on_one_pull_request_branch_only_are_not_flaky() -> None:
@@ -56,7 +53,7 @@ def test_failures_on_one_pull_request_branch_only_are_not_flaky() -> None:
     history.run("p", branch="feature/cart", event="pull_request")
     history.runs_of("p" * 30)
     verdict = history.verdict()
-    assert verdict.status == STABLE
+    assert verdict.status == TestStatus.STABLE
     assert verdict.components["branches_failed"]["names"] == ["feature/cart"]
 
 
@@ -67,7 +64,7 @@ def test_deterministic_failure_in_one_matrix_job_only_is_failing_not_flaky() -> 
     for _ in range(20):
         history.run({"linux": "p", "windows": "f"})
     verdict = history.verdict()
-    assert verdict.status == FAILING
+    assert verdict.status == TestStatus.FAILING
     assert verdict.components["failing"][0]["job"] == "windows"
     assert not verdict.is_flaky
 
@@ -79,7 +76,7 @@ def test_stable_test_caught_in_an_outage_is_not_flaky_even_when_the_rerun_passes
     history.run("p", sha=outage.sha, run_id=outage.run_id, attempt=2)
     history.runs_of("p" * 30)
     verdict = history.verdict()
-    assert verdict.status == STABLE
+    assert verdict.status == TestStatus.STABLE
     assert verdict.score == 0.0
     assert verdict.components["outage_failures"] == 1
 
@@ -104,7 +101,7 @@ def test_failed_and_passed_on_the_same_commit_is_flaky_with_evidence() -> None:
     history.run("p", sha=failed.sha, run_id=failed.run_id, attempt=2)
     history.runs_of("p" * 5)
     verdict = history.verdict()
-    assert verdict.status == FLAKY
+    assert verdict.status == TestStatus.FLAKY
     assert verdict.flaky_since == failed.started_iso
     event = verdict.evidence[0]
     assert event["kind"] == "same_commit"
@@ -120,20 +117,20 @@ def test_push_and_pull_request_runs_of_one_commit_disagreeing_are_flaky() -> Non
     history.run("f", sha=sha, branch="feature/x", event="push")
     history.run("p", sha=sha, branch="feature/x", event="pull_request")
     assert history.verdict().components["same_commit"]["events"] == 1
-    assert history.verdict().status == FLAKY
+    assert history.verdict().status == TestStatus.FLAKY
 
 
 def test_in_run_rerun_that_passed_is_flaky() -> None:
     surefire = History()
     surefire.runs_of("p" * 20)
     surefire.run("p", flaky_reruns=1)  # Surefire flakyFailure: failed, then passed
-    assert surefire.verdict().status == FLAKY
+    assert surefire.verdict().status == TestStatus.FLAKY
     assert surefire.verdict().components["rerun"]["events"] == 1
 
     rerunfailures = History()
     rerunfailures.runs_of("p" * 20)
     rerunfailures.run({"linux": ["f", "p"]})  # reported twice in one job
-    assert rerunfailures.verdict().status == FLAKY
+    assert rerunfailures.verdict().status == TestStatus.FLAKY
     assert rerunfailures.verdict().components["same_commit"]["events"] == 0
 
 
@@ -141,7 +138,7 @@ def test_one_percent_flake_is_caught_once_there_are_enough_runs() -> None:
     history = random_flake(random.Random(3), runs=900, rate=0.01)
     verdict = history.verdict()
     assert verdict.failures >= 5
-    assert verdict.status == FLAKY
+    assert verdict.status == TestStatus.FLAKY
 
 
 def test_flake_in_one_matrix_job_only_is_caught() -> None:
@@ -149,7 +146,7 @@ def test_flake_in_one_matrix_job_only_is_caught() -> None:
         random.Random(5), runs=400, rate=0.04, jobs=("linux", "windows"), flaky_jobs=("windows",)
     )
     verdict = history.verdict()
-    assert verdict.status == FLAKY
+    assert verdict.status == TestStatus.FLAKY
     assert verdict.components["recency"]["jobs"] == ["windows"]
 
 
@@ -160,7 +157,7 @@ def test_bursty_flake_is_caught() -> None:
     for _ in range(15):  # a bad week for the test: half its runs fail
         history.run("f" if rng.random() < 0.5 else "p")
     history.runs_of("p" * 60)
-    assert history.verdict().status == FLAKY
+    assert history.verdict().status == TestStatus.FLAKY
 
 
 def test_order_dependent_test_failing_reproducibly_on_some_commits_is_flaky() -> None:
@@ -173,7 +170,7 @@ def test_order_dependent_test_failing_reproducibly_on_some_commits_is_flaky() ->
             history.run("f", sha=first.sha, run_id=first.run_id, attempt=2)
     verdict = history.verdict()
     assert verdict.components["same_commit"]["events"] == 0
-    assert verdict.status == FLAKY
+    assert verdict.status == TestStatus.FLAKY
 
 
 def test_flake_in_a_repository_that_never_reruns_is_caught_from_isolated_failures() -> None:
@@ -181,26 +178,26 @@ def test_flake_in_a_repository_that_never_reruns_is_caught_from_isolated_failure
     verdict = history.verdict()
     assert verdict.components["same_commit"]["events"] == 0
     assert verdict.components["isolated"]["events"] >= 2
-    assert verdict.status == FLAKY
+    assert verdict.status == TestStatus.FLAKY
 
 
 def test_new_test_mid_history_is_new_then_caught_when_it_flakes() -> None:
     history = History()
     history.runs_of("p" * 5)
-    assert history.verdict().status == NEW
+    assert history.verdict().status == TestStatus.NEW
     rng = random.Random(4)
     random_flake(rng, runs=120, rate=0.1, history=history)
-    assert history.verdict().status == FLAKY
+    assert history.verdict().status == TestStatus.FLAKY
 
 
 def test_fixed_flake_recovers_after_enough_clean_runs() -> None:
     history = random_flake(random.Random(6), runs=200, rate=0.15, rerun_rate=0.3)
-    assert history.verdict().status == FLAKY
+    assert history.verdict().status == TestStatus.FLAKY
     history.runs_of("p" * 60)
-    assert history.verdict().status == FLAKY  # not forgiven after a short clean stretch
+    assert history.verdict().status == TestStatus.FLAKY  # not forgiven after a short clean stretch
     history.runs_of("p" * 300)
     recovered = history.verdict()
-    assert recovered.status == STABLE
+    assert recovered.status == TestStatus.STABLE
     assert recovered.flaky_since is None
     assert recovered.components["recency"]["clean_since"] >= 300
 
@@ -228,7 +225,7 @@ def test_two_percent_flake_is_flagged_within_100_runs_of_its_first_failure(
             continue
         trials += 1
         flagged += any(
-            history.verdict_after(upto).status == FLAKY
+            history.verdict_after(upto).status == TestStatus.FLAKY
             for upto in range(first_failure, first_failure + 101, 5)
         )
     assert trials >= 60
@@ -255,9 +252,9 @@ def test_weights_change_the_verdict() -> None:
     history.runs_of("p" * 20)
     failed = history.run("f")
     history.run("p", sha=failed.sha, run_id=failed.run_id, attempt=2)
-    assert history.verdict().status == FLAKY
+    assert history.verdict().status == TestStatus.FLAKY
     cautious = ScoringSettings.from_json({"same_commit_weight": 0.3})
-    assert history.verdict(cautious).status == STABLE
+    assert history.verdict(cautious).status == TestStatus.STABLE
 
 
 def test_clean_results_advance_a_verdict_like_a_full_rescore() -> None:

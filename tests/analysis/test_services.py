@@ -384,4 +384,4 @@ def test_nightly_schedule_queues_one_recompute_per_repository(tmp_path: Path) ->
     assert sorted(job.payload["reason"] for job in queued) == ["nightly", "nightly"]
     nightly = app.conf.beat_schedule["nightly-recompute"]
     assert nightly["task"] == "analysis.schedule_recomputes"
-    assert app.conf.task_routes["analysis.schedule_recomputes"]["queue"] == "tests-recompute"
+    assert nightly["options"]["queue"] == "tests-recompute"

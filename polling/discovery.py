@@ -229,7 +229,7 @@ def _check_followed(
     queued_already = set(
         Job.objects.filter(dedup_key__in=list(keys.values())).values_list("dedup_key", flat=True)
     )
-    done = [f.pk for f in followed_runs if keys[f.pk] in queued_already]
+    done = {f.pk for f in followed_runs if keys[f.pk] in queued_already}
     if done:
         FollowedRun.objects.filter(pk__in=done).delete()
     queued = 0

@@ -81,8 +81,9 @@ def parse_entry(obj: Any, *, base: Path, line: int = 0) -> ManifestEntry:
         completed_at=parse_timestamp(obj.get("completed_at"), field="completed_at"),
     )
     files = obj.get("files")
-    if not isinstance(files, list) or not files:
-        raise ValueError("files must be a non-empty list")
+    # An empty list is a run attempt that produced no report: recorded, not refused.
+    if not isinstance(files, list):
+        raise ValueError("files must be a list of report paths (empty when the run wrote none)")
     return ManifestEntry(line=line, run=run, files=tuple(_run_file(f, base) for f in files))
 
 

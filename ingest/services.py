@@ -80,6 +80,9 @@ def ingest_run_payload(payload: dict[str, Any]) -> dict[str, Any]:
 @dataclass
 class ImportSummary:
     runs_imported: int = 0
+    # Imported attempts that came with no report at all (every job cancelled
+    # or crashed before writing one): a real CI outcome, stored with zero results.
+    runs_without_reports: int = 0
     runs_skipped: int = 0
     results_stored: int = 0
     files_refused: list[dict[str, str]] = field(default_factory=list)
@@ -89,6 +92,7 @@ class ImportSummary:
     def as_json(self) -> dict[str, Any]:
         return {
             "runs_imported": self.runs_imported,
+            "runs_without_reports": self.runs_without_reports,
             "runs_skipped": self.runs_skipped,
             "results_stored": self.results_stored,
             "files_refused": self.files_refused,
@@ -118,6 +122,7 @@ def import_runs(
     started = time.perf_counter()
     progress = on_progress or (lambda n: None)
     tracked: list[tuple[int, bool]] = []  # (job id, already done before this import)
+    reportless: set[int] = set()  # jobs of attempts given no report file
     # In-process, each stored run would be analyzed before the next is read;
     # deferred, the analysis meets the whole import as one backlog.
     with defer_eager_dispatch([JobKind.ANALYZE_RUN]):
@@ -125,6 +130,8 @@ def import_runs(
             job, created = enqueue_run_import(run=run, files=files)
             already_done = not created and job.state == JobState.SUCCEEDED
             tracked.append((job.pk, already_done))
+            if not files:
+                reportless.add(job.pk)
             if settings.CELERY_TASK_ALWAYS_EAGER or already_done:
                 progress(1)
     ids = [pk for pk, _ in tracked]
@@ -152,6 +159,7 @@ def import_runs(
             summary.runs_skipped += 1
             continue
         summary.runs_imported += 1
+        summary.runs_without_reports += pk in reportless
         summary.results_stored += job.result.get("results_stored", 0)
         summary.files_refused.extend(job.result.get("files_refused", []))
     summary.seconds = time.perf_counter() - started

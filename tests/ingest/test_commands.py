@@ -170,6 +170,28 @@ def test_same_manifest_imported_twice_leaves_the_rows_of_one_import(
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_run_attempt_without_reports_is_recorded_with_zero_results(
+    tmp_path: Path, eager: None
+) -> None:
+    write(tmp_path / "r1" / "junit.xml", pytest_report(CASES))
+    manifest = write_manifest(
+        tmp_path / "m.jsonl", [manifest_line(1, ["r1/junit.xml"]), manifest_line(2, [])]
+    )
+
+    summary, _ = run_command("ingest_junit", "--manifest", str(manifest), "--json")
+    out = io.StringIO()
+    call_command("ingest_junit", "--manifest", str(manifest), stdout=out, stderr=io.StringIO())
+
+    assert (summary["runs_imported"], summary["runs_without_reports"]) == (2, 1)
+    assert (summary["results_stored"], summary["files_refused"]) == (2, [])
+    empty = WorkflowRun.objects.get(run_id=2)
+    assert (empty.results_count, empty.files_count, empty.file_errors) == (0, 0, [])
+    assert empty.analyzed_at is not None  # analyzed like any run: nothing to score
+    # Imported again: skipped like any run already stored, and the exit status is 0.
+    assert out.getvalue().startswith("0 run(s) imported, 2 skipped")
+
+
+@pytest.mark.django_db(transaction=True)
 def test_invalid_manifest_lines_are_reported_and_the_rest_imported(
     tmp_path: Path, eager: None
 ) -> None:

@@ -59,7 +59,7 @@ def test_run_attempt_defaults_to_one_and_blank_lines_are_ignored(tmp_path: Path)
         ({"started_at": "2026-09-01 12:00"}, "time zone"),
         ({"started_at": "soon"}, "ISO-8601"),
         ({"event": "Push!"}, "event"),
-        ({"files": []}, "files must be a non-empty list"),
+        ({"files": "junit.xml"}, "files must be a list"),
         ({"files": [{"job": "x"}]}, "each file must be"),
     ],
 )
@@ -71,6 +71,13 @@ def test_each_invalid_line_is_reported_with_its_number(
     assert len(entries) == 1
     assert [p.line for p in problems] == [2]
     assert message in problems[0].error
+
+
+def test_a_run_attempt_that_wrote_no_report_is_an_entry_with_no_files(tmp_path: Path) -> None:
+    entries, problems = read_manifest(write(tmp_path, {**LINE, "files": []}))
+
+    assert problems == []
+    assert entries[0].files == () and entries[0].run.run_id == LINE["run_id"]
 
 
 def test_a_line_that_is_not_json_is_reported(tmp_path: Path) -> None:

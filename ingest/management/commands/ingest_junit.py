@@ -137,8 +137,14 @@ class Command(BaseCommand):
         if as_json:
             self.stdout.write(json.dumps(data, indent=2))
             return
+        reportless = (
+            f" ({summary.runs_without_reports} with no report file: stored with zero results)"
+            if summary.runs_without_reports
+            else ""
+        )
         self.stdout.write(
-            f"{summary.runs_imported} run(s) imported, {summary.runs_skipped} skipped as already "
+            f"{summary.runs_imported} run(s) imported{reportless}, "
+            f"{summary.runs_skipped} skipped as already "
             f"imported, {summary.results_stored:,} results stored in {summary.seconds:.2f}s "
             f"({data['results_per_second']:,} results/s)."
         )

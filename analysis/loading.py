@@ -2,15 +2,20 @@
 
 Selectors only: they turn rows into the plain inputs of ``analysis.scoring`` and
 never write. Scores cover the runs already analyzed (``WorkflowRun.analyzed_at``),
-so every reader here leaves out runs still waiting for their analyze job:
-their results reach the scores exactly once, through that job. Histories are
+so every reader here reads the results of analyzed runs only (and of the one
+run being applied): a run still waiting for its analyze job reaches the scores
+exactly once, through that job. The readers name the runs they include, never
+the ones they leave out: a run is only ever marked analyzed under the
+repository's analysis lock, which the caller holds, so the included set cannot
+change between two reads, while runs stored meanwhile (unanalyzed) would slip
+past a list of exclusions taken a moment earlier. Histories are
 fetched in primary-key order (test, run, position), the index the results
 table has for exactly this.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass
 
 from django.db import connection
@@ -60,21 +65,16 @@ def load_context(repository: Repository, *, including: int | None = None) -> His
     )
 
 
-def unanalyzed_run_pks(repository: Repository, *, besides: int | None = None) -> list[int]:
-    """Runs stored but not yet in the scores (their analyze job is still to come)."""
-    queryset = WorkflowRun.objects.filter(repository=repository, analyzed_at__isnull=True)
-    if besides is not None:
-        queryset = queryset.exclude(pk=besides)
-    return list(queryset.values_list("pk", flat=True))
-
-
 def iter_histories(
-    test_pks: Iterable[int], *, leaving_out: Iterable[int] = (), batch: int = 500
+    test_pks: Iterable[int], *, runs: Container[int], batch: int = 500
 ) -> Iterator[tuple[int, list[ResultRow]]]:
-    """(test pk, its results) for each test that has results, in test pk order."""
+    """(test pk, its results in ``runs``) for each test that has some, in test pk order.
+
+    ``runs`` is the context's runs (``load_context``): the analyzed runs, read
+    under the analysis lock, and the run being applied.
+    """
     table = TestResult._meta.db_table
     ordered = sorted(set(test_pks))
-    excluded = set(leaving_out)
     with connection.cursor() as cursor:
         for start in range(0, len(ordered), batch):
             chunk = ordered[start : start + batch]
@@ -87,8 +87,8 @@ def iter_histories(
             current, rows = None, []
             make = ResultRow._make
             for row in cursor.fetchall():
-                if row[1] in excluded:
-                    continue
+                if row[1] not in runs:
+                    continue  # stored since, or still waiting for its analyze job
                 if row[0] != current:
                     if rows:
                         yield current, rows
@@ -109,22 +109,20 @@ class TestSummary:
     latest_run: int
 
 
-def summarize_tests(
-    first_pk: int, last_pk: int, *, leaving_out: Iterable[int] = ()
-) -> dict[int, TestSummary]:
-    """Summaries of the tests with pk in [first_pk, last_pk], in one pass over their results.
+def summarize_tests(repository: Repository, first_pk: int, last_pk: int) -> dict[int, TestSummary]:
+    """Summaries of the tests with pk in [first_pk, last_pk], over the analyzed runs, in one pass.
 
     Results are counted per test, outcome and job, and failures per run as well
     (whether a failure is an outage casualty depends on its run), so a test
     comes back as a handful of groups however long its history.
     """
     table = TestResult._meta.db_table
-    excluded = sorted(set(leaving_out))
-    where = "test_id >= %s AND test_id <= %s"
-    params: list[object] = [first_pk, last_pk]
-    if excluded:
-        where += f" AND run_id NOT IN ({', '.join(['%s'] * len(excluded))})"
-        params.extend(excluded)
+    runs = WorkflowRun._meta.db_table
+    where = (
+        "test_id >= %s AND test_id <= %s AND run_id IN "
+        f"(SELECT id FROM {runs} WHERE repository_id = %s AND analyzed_at IS NOT NULL)"
+    )
+    params: list[object] = [first_pk, last_pk, repository.pk]
     failure_run = f"CASE WHEN {outcome_in_sql()} THEN run_id END"
     summaries: dict[int, TestSummary] = {}
     with connection.cursor() as cursor:

@@ -58,27 +58,32 @@ def analyze_run_job(job: Job) -> dict[str, Any]:
         run_pk = int(job.payload["run_pk"])
     except (KeyError, TypeError, ValueError) as exc:
         raise PermanentJobError(f"malformed analyze payload: {exc!r}") from exc
-    return analyze_run(run_pk=run_pk)
+    return analyze_run(run_pk=run_pk, job=job)
 
 
-def analyze_run(*, run_pk: int) -> dict[str, Any]:
+def analyze_run(*, run_pk: int, job: Job | None = None) -> dict[str, Any]:
     """Bring the scores of the tests in this run up to date; cost follows the run's size.
 
     Tests that only passed (or failed in an outage) and have nothing pending
     are advanced from their stored state; the others, the few that failed or
-    were waiting on what came next, are rescored from their history.
+    were waiting on what came next, are rescored from their history. A
+    backlog of unanalyzed runs is taken in by one rescore instead, which
+    checkpoints into ``job``: the runs it marks analyzed are recorded with
+    its progress, so a crashed attempt resumes the rescore instead of finding
+    its runs "already analyzed" and leaving their tests unscored.
     """
     started = time.perf_counter()
     run = WorkflowRun.objects.select_related("repository").filter(pk=run_pk).first()
     if run is None:
         raise PermanentJobError(f"run {run_pk} does not exist")
-    if (
+    resuming = job is not None and "cursor" in job.progress
+    if resuming or (
         run.analyzed_at is None
         and _backlog(run.repository) >= django_settings.FLAKEGUARD_ANALYSIS_BACKLOG
     ):
         # After an outage, a backfill or a bulk import, one full rescore costs
         # less than many runs applied one by one; it takes them all in.
-        summary = recompute_repository(repository=run.repository)
+        summary = recompute_repository(repository=run.repository, job=job)
         with transaction.atomic():
             _announce(run)  # this run's commit, as for any other run
         return {"analyzed": True, "run_pk": run_pk, "recomputed": summary}
@@ -131,10 +136,9 @@ def analyze_run(*, run_pk: int) -> dict[str, Any]:
                     ),
                 )
             )
-        leaving_out = loading.unanalyzed_run_pks(repository, besides=run_pk)
         rescored = [
             (test_pk, score_test(rows, context, settings))
-            for test_pk, rows in loading.iter_histories(rescore, leaving_out=leaving_out)
+            for test_pk, rows in loading.iter_histories(rescore, runs=context.runs)
         ]
         save_verdicts(repository.pk, [*advanced, *rescored])
         WorkflowRun.objects.filter(pk=run_pk).update(analyzed_at=timezone.now())
@@ -301,8 +305,7 @@ def _score_batch(
 ) -> list[tuple[int, Verdict]]:
     """Verdicts for a batch of tests: a summary pass for all, full histories for the few that failed."""
     context = loading.load_context(repository)
-    leaving_out = loading.unanalyzed_run_pks(repository)
-    summaries = loading.summarize_tests(test_pks[0], test_pks[-1], leaving_out=leaving_out)
+    summaries = loading.summarize_tests(repository, test_pks[0], test_pks[-1])
     verdicts: list[tuple[int, Verdict]] = []
     full: list[int] = []
     for test_pk, summary in summaries.items():
@@ -323,7 +326,7 @@ def _score_batch(
                 ),
             )
         )
-    for test_pk, rows in loading.iter_histories(full, leaving_out=leaving_out):
+    for test_pk, rows in loading.iter_histories(full, runs=context.runs):
         verdicts.append((test_pk, score_test(rows, context, settings)))
     return verdicts
 

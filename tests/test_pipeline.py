@@ -30,6 +30,7 @@ from analysis.models import TestScore
 from ingest.models import TestCase, TestResult, WorkflowRun
 from ingest.runs import RunFile, RunInfo
 from ingest.services import enqueue_run_import
+from ingest.store import store_run
 from jobs.models import Job, JobKind, JobState
 from jobs.sweeper import sweep_jobs
 from tests.conftest import REPO_ROOT
@@ -238,3 +239,79 @@ def test_recompute_command_waits_for_a_real_worker(tmp_path: Path) -> None:
     assert entry["repo"] == "acme/shop" and entry["tests"] == 40
     assert job.progress["done"] == 40
     assert TestScore.objects.count() == 40
+
+
+def scored_vs_stored() -> tuple[dict[int, tuple[int, int]], dict[int, tuple[int, int]]]:
+    """(results, failures) per test: as scored, and as counted from the analyzed runs' rows."""
+    scored = {
+        test_pk: (results, failures)
+        for test_pk, results, failures in TestScore.objects.values_list(
+            "test_id", "results", "failures"
+        )
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT r.test_id, COUNT(*), COUNT(*) FILTER (WHERE r.outcome IN ('failed', 'error'))"
+            " FROM ingest_testresult r JOIN ingest_workflowrun w ON w.id = r.run_id"
+            " WHERE w.analyzed_at IS NOT NULL GROUP BY r.test_id"
+        )
+        stored = {test_pk: (results, failures) for test_pk, results, failures in cursor.fetchall()}
+    return scored, stored
+
+
+def test_worker_killed_mid_backlog_rescore_leaves_every_test_scored_once(tmp_path: Path) -> None:
+    tests, runs = 6000, 60
+    for n in range(runs):
+        cases = [
+            ("tests.test_big", f"test_{t}", "failed" if (t * 7 + n) % 97 == 0 else "passed")
+            for t in range(tests)
+        ]
+        report = write(tmp_path / f"{n}" / "junit.xml", pytest_report(cases))
+        run = RunInfo(
+            repo="acme/shop", run_id=1000 + n, run_attempt=1, sha=f"{n:040x}", branch="main",
+            event="push", workflow="ci", started_at=datetime(2026, 9, 1, tzinfo=UTC) + timedelta(hours=n),
+        )  # fmt: skip
+        store_run(run=run, files=[RunFile(path=report, label="linux")])
+    # No worker yet: the analyze jobs wait on runs-analyze, a backlog of 60 runs.
+    lease = 3
+    env = {"FLAKEGUARD_JOB_LEASE_SECONDS": str(lease), "FLAKEGUARD_RECOMPUTE_BATCH_SIZE": "100"}
+
+    def rescoring() -> Job | None:
+        for job in Job.objects.filter(kind=JobKind.ANALYZE_RUN, state=JobState.RUNNING):
+            if 0 < int(job.progress.get("done") or 0) < tests:
+                return job
+        return None
+
+    with celery_worker(tmp_path, **env) as first_worker:
+        deadline = time.monotonic() + 120
+        while rescoring() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        killed = rescoring()
+        assert killed is not None, "the backlog rescore was never seen midway"
+        os.killpg(first_worker.pid, signal.SIGKILL)
+        first_worker.wait()
+
+    # The runs were taken in with the rescore's progress; the scores are half written.
+    assert not WorkflowRun.objects.filter(analyzed_at__isnull=True).exists()
+    assert TestScore.objects.count() < tests
+
+    with celery_worker(tmp_path, **env):
+        wait_for(
+            lambda: timezone.now() > Job.objects.get(pk=killed.pk).lease_expires_at,
+            timeout=lease + 5,
+            what="the dead worker's lease to expire",
+        )
+        sweep_jobs()
+        wait_for(
+            lambda: not Job.objects.exclude(state__in=[JobState.SUCCEEDED, JobState.DEAD]).exists(),
+            timeout=180,
+            what="every job to finish",
+        )
+
+    resumed = Job.objects.get(pk=killed.pk)
+    assert resumed.state == JobState.SUCCEEDED and resumed.attempts == 2, resumed.last_error
+    assert resumed.result["recomputed"]["tests"] == tests
+    assert not Job.objects.filter(state=JobState.DEAD).exists()
+    scored, stored = scored_vs_stored()
+    assert len(scored) == tests
+    assert scored == stored  # every test, from every analyzed run, exactly once

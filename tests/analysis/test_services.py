@@ -385,3 +385,110 @@ def test_nightly_schedule_queues_one_recompute_per_repository(tmp_path: Path) ->
     nightly = app.conf.beat_schedule["nightly-recompute"]
     assert nightly["task"] == "analysis.schedule_recomputes"
     assert nightly["options"]["queue"] == "tests-recompute"
+
+
+# --- counting: every analyzed run once, whatever runs concurrently -----------------
+
+
+def counted_results() -> dict[str, tuple[int, int]]:
+    """(results, failures) of each test over the analyzed runs, counted from the rows."""
+    from ingest.models import TestResult
+
+    counts: dict[str, list[int]] = {}
+    for name, outcome in TestResult.objects.filter(run__analyzed_at__isnull=False).values_list(
+        "test__name", "outcome"
+    ):
+        entry = counts.setdefault(name, [0, 0])
+        entry[0] += 1
+        entry[1] += outcome in ("failed", "error")
+    return {name: (results, failures) for name, (results, failures) in counts.items()}
+
+
+def scored_counts() -> dict[str, tuple[int, int]]:
+    return {name: (results, failures) for name, (_, _, results, failures, _) in scores().items()}
+
+
+def wait_for_a_lock_wait() -> None:
+    with connection.cursor() as cursor:
+        for _ in range(3000):
+            cursor.execute("SELECT pg_stat_clear_snapshot()")
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            if cursor.fetchone()[0]:
+                return
+            time.sleep(0.01)
+    raise AssertionError("the rescore never waited for the results table")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_stored_while_a_rescore_reads_is_counted_once(tmp_path: Path) -> None:
+    rng = random.Random(7)
+    for run in range(1, 21):
+        store(tmp_path, run, history_outcomes(rng, run))
+    repository = Repository.objects.get(full_name=REPO)
+    recompute_repository(repository=repository)
+    finished: list[dict] = []
+
+    def rescore() -> None:
+        try:
+            finished.append(recompute_repository(repository=repository, batch_size=100))
+        finally:
+            connection.close()
+
+    # The rescore reads which runs are analyzed, then the results; a run lands
+    # between the two reads: the results table is held until it is stored.
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("LOCK TABLE ingest_testresult IN ACCESS EXCLUSIVE MODE")
+        worker = threading.Thread(target=rescore)
+        worker.start()
+        wait_for_a_lock_wait()
+        late = store(tmp_path, 21, history_outcomes(rng, 21) | {"test_flaky": "failed"})
+    worker.join(timeout=60)
+    assert finished, "the rescore did not finish"
+    analyze_run(run_pk=late)  # the late run's own analysis, after the rescore
+
+    assert WorkflowRun.objects.filter(analyzed_at__isnull=True).count() == 0
+    assert scored_counts() == counted_results()
+    assert scored_counts()["test_0"] == (21, 0)
+
+
+@pytest.mark.django_db
+def test_a_backlog_rescore_interrupted_resumes_in_its_analyze_job(tmp_path: Path, settings) -> None:
+    settings.FLAKEGUARD_ANALYSIS_BACKLOG = 5
+    settings.FLAKEGUARD_RECOMPUTE_BATCH_SIZE = 3
+    rng = random.Random(3)
+    run_pks = [store(tmp_path, run, history_outcomes(rng, run)) for run in range(1, 9)]
+    job = Job.objects.get(dedup_key=f"analyze:{run_pks[-1]}")
+    claimed = claim_job(job.pk)
+    assert claimed is not None
+    batches = 0
+
+    def crash_after_two_batches(done: int, total: int) -> None:
+        nonlocal batches
+        batches += 1
+        if batches == 3:  # the first report is the start, then one per batch
+            raise KeyboardInterrupt("worker killed")
+
+    from analysis import services
+
+    with pytest.raises(KeyboardInterrupt):
+        services.recompute_repository(
+            repository=Repository.objects.get(full_name=REPO),
+            job=claimed,
+            on_progress=crash_after_two_batches,
+        )
+    # The runs were taken in with the rescore's progress: nothing is left unanalyzed...
+    assert not WorkflowRun.objects.filter(analyzed_at__isnull=True).exists()
+    assert Job.objects.get(pk=job.pk).progress["done"] == 6  # two batches of three
+    # ...and the job, claimed again once its lease ran out, finishes the rescore.
+    Job.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    run_job(job.pk, services.analyze_run_job)
+
+    job.refresh_from_db()
+    assert job.state == JobState.SUCCEEDED, job.last_error
+    assert job.result["recomputed"]["tests"] == 10
+    assert TestScore.objects.count() == 10
+    assert scored_counts() == counted_results()

@@ -21,6 +21,9 @@ from django.utils import timezone
 from psycopg.types.json import Jsonb
 
 from analysis.models import TestScore
+from analysis.scoring import TestStatus
+from ingest.junit import FAILED_OUTCOMES, Outcome
+from ingest.models import TestResult
 
 # First half of the two-part advisory key, so FlakeGuard's locks never collide
 # with another application's on the same database.
@@ -42,13 +45,14 @@ def lock_repository_analysis(repository_id: int) -> None:
 def allow_large_aggregates() -> None:
     """Let this transaction's aggregates and sorts use more memory than the default.
 
-    A recompute batch groups a few hundred thousand results by test; with the
-    default 4 MB the aggregate spills to disk or the planner turns to scanning
-    the whole table, which measured 1.5-2.5x slower.
+    A recompute batch groups a few hundred thousand results by test, and a
+    large run's analysis joins half a million scores by hash; with the default
+    4 MB they spill to disk or the planner turns to scanning the whole table,
+    which measured 1.5-2.5x slower.
     """
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL work_mem = '64MB'")
+            cursor.execute("SET LOCAL work_mem = '256MB'")
 
 
 # Columns of TestScore written by upsert_scores, in the order of each row.
@@ -125,3 +129,134 @@ def _sqlite_value(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ")
     return value
+
+
+def apply_quiet_tests_in_bulk(
+    *,
+    run_pk: int,
+    repository_id: int,
+    branch: str,
+    started_at: datetime,
+    failed_on_commit: Sequence[int],
+    min_results: int,
+    min_half_life: float,
+) -> tuple[int, int, list[int]]:
+    """Apply a run to its tests that add no evidence and have none, in three statements.
+
+    Most tests of a run only passed (or were skipped) and have never had
+    evidence: their verdict is new or stable by their count of results and
+    nothing else moves (the score is 0, no decay to apply). Those already
+    scored are advanced as ``analysis.scoring.advance_clean`` would advance
+    them; those never scored get ``quiet_verdict``'s verdict. Anything else
+    (a failure or rerun in this run, evidence already, a pending verdict, a
+    pass on a commit the test failed on, a run older than its last failure)
+    is left to the caller, whose test pks are returned with the counts
+    (advanced, inserted). PostgreSQL only; the caller holds the analysis lock.
+    """
+    results, scores = TestResult._meta.db_table, TestScore._meta.db_table
+    quiet_statuses = [str(TestStatus.NEW), str(TestStatus.STABLE)]
+    with connection.cursor() as cursor:
+        # Dropped at commit; dropped here too when one transaction applies several runs.
+        cursor.execute("DROP TABLE IF EXISTS analyze_run_tests")
+        cursor.execute(
+            f"""
+            CREATE TEMPORARY TABLE analyze_run_tests ON COMMIT DROP AS
+            WITH run_tests AS (
+                SELECT test_id, COUNT(*) AS n,
+                       COUNT(*) FILTER (WHERE outcome = %(skipped)s) AS skipped,
+                       BOOL_OR(outcome = ANY(%(failed)s) OR flaky_reruns > 0) AS eventful
+                FROM {results} WHERE run_id = %(run)s GROUP BY test_id
+            )
+            SELECT t.test_id, t.n, t.skipped, s.test_id IS NULL AS unscored,
+                   COALESCE(
+                       NOT t.eventful
+                       AND NOT t.test_id = ANY(%(failed_on_commit)s)
+                       AND (s.test_id IS NULL OR (
+                           s.evidence_weight = 0 AND NOT s.pending
+                           AND s.verdict = ANY(%(quiet_statuses)s)
+                           AND NOT COALESCE(s.components -> 'pending_branches' ? %(branch)s, FALSE)
+                           AND (s.last_failure_at IS NULL OR s.last_failure_at <= %(started)s)
+                       )),
+                       FALSE
+                   ) AS quiet
+            FROM run_tests t LEFT JOIN {scores} s ON s.test_id = t.test_id
+            """,
+            {
+                "run": run_pk,
+                "skipped": str(Outcome.SKIPPED),
+                "failed": sorted(str(o) for o in FAILED_OUTCOMES),
+                "failed_on_commit": list(failed_on_commit),
+                "quiet_statuses": quiet_statuses,
+                "branch": branch,
+                "started": started_at,
+            },
+        )
+        # Statistics, so that the statements below join by hash rather than by
+        # half a million index lookups.
+        cursor.execute("ANALYZE analyze_run_tests")
+        # advance_clean with no evidence: results grow, the status follows them,
+        # recency is restated unchanged (score 0, factor 1), skips are counted.
+        cursor.execute(
+            f"""
+            UPDATE {scores} s SET
+                results = s.results + t.n,
+                verdict = CASE WHEN s.results + t.n < %(min_results)s THEN %(new)s ELSE %(stable)s END,
+                score = 0,
+                flaky_since = NULL,
+                latest_result_at = %(started)s,
+                -- Restated only where missing or a skip is to be counted: a row
+                -- whose components stay as they are is cheaper to rewrite.
+                components = CASE
+                    WHEN t.skipped = 0 AND s.components ? 'recency' THEN s.components
+                    ELSE s.components
+                    || jsonb_build_object('recency', jsonb_build_object(
+                        'clean_since', s.clean_since,
+                        'half_life', COALESCE(s.components -> 'recency' -> 'half_life',
+                            to_jsonb(round(s.half_life::numeric, 1))),
+                        'factor', 1.0,
+                        'jobs', COALESCE(s.components -> 'recency' -> 'jobs', '[]'::jsonb),
+                        'judged', COALESCE((s.components -> 'recency' ->> 'judged')::int, 0),
+                        'event_points',
+                            COALESCE((s.components -> 'recency' ->> 'event_points')::int, 0)))
+                    || CASE WHEN t.skipped > 0 THEN jsonb_build_object(
+                        'skipped', COALESCE((s.components ->> 'skipped')::int, 0) + t.skipped)
+                       ELSE '{{}}'::jsonb END
+                END,
+                updated_at = now()
+            FROM analyze_run_tests t
+            WHERE s.test_id = t.test_id AND t.quiet AND NOT t.unscored
+            """,
+            {
+                "min_results": min_results,
+                "new": str(TestStatus.NEW),
+                "stable": str(TestStatus.STABLE),
+                "started": started_at,
+            },
+        )
+        advanced = cursor.rowcount
+        # quiet_verdict: the verdict of a test whose whole history is quiet.
+        cursor.execute(
+            f"""
+            INSERT INTO {scores} (test_id, repository_id, verdict, score, results, failures,
+                evidence_weight, half_life, clean_since, pending, latest_result_at,
+                flaky_since, last_failure_at, components, evidence, updated_at)
+            SELECT t.test_id, %(repository)s,
+                   CASE WHEN t.n < %(min_results)s THEN %(new)s ELSE %(stable)s END,
+                   0, t.n, 0, 0, %(half_life)s, 0, FALSE, %(started)s, NULL, NULL,
+                   jsonb_build_object('outage_failures', 0, 'skipped', t.skipped), '[]'::jsonb,
+                   now()
+            FROM analyze_run_tests t WHERE t.quiet AND t.unscored
+            """,
+            {
+                "repository": repository_id,
+                "min_results": min_results,
+                "new": str(TestStatus.NEW),
+                "stable": str(TestStatus.STABLE),
+                "half_life": float(min_half_life),
+                "started": started_at,
+            },
+        )
+        inserted = cursor.rowcount
+        cursor.execute("SELECT test_id FROM analyze_run_tests WHERE NOT quiet ORDER BY test_id")
+        others = [test_pk for (test_pk,) in cursor.fetchall()]
+    return advanced, inserted, others

@@ -20,7 +20,11 @@ from django.utils import timezone
 
 from analysis import loading
 from analysis.announcements import announce_verdicts_changed
-from analysis.database import allow_large_aggregates, lock_repository_analysis
+from analysis.database import (
+    allow_large_aggregates,
+    apply_quiet_tests_in_bulk,
+    lock_repository_analysis,
+)
 from analysis.models import ScoringConfig, TestScore
 from analysis.scores import save_verdicts, verdict_of
 from analysis.scoring import (
@@ -61,7 +65,7 @@ def analyze_run_job(job: Job) -> dict[str, Any]:
     return analyze_run(run_pk=run_pk, job=job)
 
 
-def analyze_run(*, run_pk: int, job: Job | None = None) -> dict[str, Any]:
+def analyze_run(*, run_pk: int, job: Job | None = None, bulk: bool | None = None) -> dict[str, Any]:
     """Bring the scores of the tests in this run up to date; cost follows the run's size.
 
     Tests that only passed (or failed in an outage) and have nothing pending
@@ -71,6 +75,10 @@ def analyze_run(*, run_pk: int, job: Job | None = None) -> dict[str, Any]:
     checkpoints into ``job``: the runs it marks analyzed are recorded with
     its progress, so a crashed attempt resumes the rescore instead of finding
     its runs "already analyzed" and leaving their tests unscored.
+
+    On PostgreSQL (``bulk``, by default) the tests with no evidence that only
+    passed are applied by a few set-based statements, so the cost of a large
+    run is its few eventful tests, not its many quiet ones.
     """
     started = time.perf_counter()
     run = WorkflowRun.objects.select_related("repository").filter(pk=run_pk).first()
@@ -95,14 +103,30 @@ def analyze_run(*, run_pk: int, job: Job | None = None) -> dict[str, Any]:
             return {"analyzed": False, "reason": "already analyzed", "run_pk": run_pk}
         settings = scoring_settings_for(repository)
         context = loading.load_context(repository, including=run_pk)
-        in_run = _results_of_run(run_pk)
-        stored = {
-            score.test_id: score for score in TestScore.objects.filter(test_id__in=list(in_run))
-        }
         run_meta = context.runs[run_pk]
         # A pass on a commit where the test failed before makes that commit
         # "failed and passed": new evidence, so those tests get a full look.
         failed_on_commit = _tests_failed_on_commit(run)
+        in_bulk = 0
+        only: list[int] | None = None
+        if bulk if bulk is not None else connection.vendor == "postgresql":
+            # The many tests with no evidence that only passed, applied in SQL;
+            # the few others below, one by one.
+            allow_large_aggregates()
+            advanced_in_bulk, inserted, only = apply_quiet_tests_in_bulk(
+                run_pk=run_pk,
+                repository_id=repository.pk,
+                branch=run.branch,
+                started_at=run.started_at,
+                failed_on_commit=sorted(failed_on_commit),
+                min_results=settings.min_results,
+                min_half_life=settings.min_half_life,
+            )
+            in_bulk = advanced_in_bulk + inserted
+        in_run = _results_of_run(run_pk, only=only)
+        stored = {
+            score.test_id: score for score in TestScore.objects.filter(test_id__in=list(in_run))
+        }
         advanced: list[tuple[int, Verdict]] = []
         rescore: list[int] = []
         for test_pk, results in in_run.items():
@@ -150,7 +174,7 @@ def analyze_run(*, run_pk: int, job: Job | None = None) -> dict[str, Any]:
         repository.full_name,
         run.run_id,
         run.run_attempt,
-        len(in_run),
+        len(in_run) + in_bulk,
         len(rescored),
         flaky,
         seconds,
@@ -158,9 +182,10 @@ def analyze_run(*, run_pk: int, job: Job | None = None) -> dict[str, Any]:
     return {
         "analyzed": True,
         "run_pk": run_pk,
-        "tests": len(in_run),
+        "tests": len(in_run) + in_bulk,
         "rescored": len(rescored),
-        "advanced": len(advanced),
+        "advanced": len(advanced) + in_bulk,
+        "in_bulk": in_bulk,
         "flaky_in_run": flaky,
         "seconds": round(seconds, 3),
     }
@@ -177,13 +202,19 @@ def _backlog(repository: Repository) -> int:
     return WorkflowRun.objects.filter(repository=repository, analyzed_at__isnull=True).count()
 
 
-def _results_of_run(run_pk: int) -> dict[int, list[ResultGroup]]:
-    """{test pk: its results in the run, one group each} of one run."""
+def _results_of_run(run_pk: int, *, only: list[int] | None = None) -> dict[int, list[ResultGroup]]:
+    """{test pk: its results in the run, one group each} of one run (of the tests ``only``)."""
     table = TestResult._meta.db_table
     tests: dict[int, list[ResultGroup]] = {}
+    if only is not None and not only:
+        return tests
+    where, params = "run_id = %s", [run_pk]
+    if only is not None:
+        where += " AND test_id = ANY(%s)"
+        params.append(only)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT test_id, outcome, job, flaky_reruns FROM {table} WHERE run_id = %s", [run_pk]
+            f"SELECT test_id, outcome, job, flaky_reruns FROM {table} WHERE {where}", params
         )
         for test_pk, outcome, job, reruns in cursor.fetchall():
             tests.setdefault(test_pk, []).append(ResultGroup(outcome, job, run_pk, 1, reruns))

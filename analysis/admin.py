@@ -1,4 +1,4 @@
-"""Admin for analysis: scored tests with quarantine actions, quarantines, scoring settings."""
+"""Admin for analysis: scored tests with quarantine actions, incidents, quarantines, scoring settings."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html_join
 
-from analysis.models import Quarantine, ScoringConfig, TestScore
+from analysis.models import Incident, Quarantine, ScoringConfig, TestScore
 from analysis.quarantines import quarantine_tests, release_tests
 from analysis.scoring import ScoringSettings, describe_event
 from analysis.services import update_scoring_settings
@@ -63,6 +63,36 @@ class TestScoreAdmin(admin.ModelAdmin):
             tests=list(TestCase.objects.filter(pk__in=queryset.values("test_id")))
         )
         self.message_user(request, f"{released} test(s) released.", messages.SUCCESS)
+
+
+@admin.register(Incident)
+class IncidentAdmin(admin.ModelAdmin):
+    """Infrastructure incidents: derived from the job loads, read-only."""
+
+    list_display = (
+        "repository",
+        "github_run_id",
+        "run_attempt",
+        "job",
+        "started_at",
+        "tests_failed",
+        "tests_in_job",
+        "rule",
+    )
+    list_filter = ("repository", "rule")
+    search_fields = ("job", "=github_run_id")
+    ordering = ("-started_at",)
+    list_select_related = ("repository",)
+    date_hierarchy = "started_at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
 
 
 @admin.register(Quarantine)

@@ -1,7 +1,8 @@
-"""REST API for analysis: scored tests (the flaky list) and quarantines.
+"""REST API for analysis: scored tests (the flaky list), infrastructure incidents, quarantines.
 
 CI pipelines read ``/api/v1/quarantine/?repo=owner/name`` to skip or ignore the
-tests people have quarantined; dashboards read ``/api/v1/tests/``.
+tests people have quarantined; dashboards read ``/api/v1/tests/`` and
+``/api/v1/incidents/``.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.exceptions import ValidationError
 
-from analysis.models import Quarantine, TestScore
+from analysis.models import Incident, Quarantine, TestScore
 from analysis.quarantines import quarantine_tests
 from analysis.scoring import TestStatus, describe_event
 from ingest.models import TestCase
@@ -82,6 +83,43 @@ class TestScoreViewSet(viewsets.ReadOnlyModelViewSet):
             queryset = queryset.filter(test__quarantine__isnull=False)
         elif status:
             queryset = queryset.filter(verdict=status, test__quarantine__isnull=True)
+        return queryset
+
+
+class IncidentSerializer(serializers.ModelSerializer):
+    repo = serializers.CharField(source="repository.full_name")
+    run_id = serializers.IntegerField(source="github_run_id")
+
+    class Meta:
+        model = Incident
+        fields = [
+            "id",
+            "repo",
+            "run_id",
+            "run_attempt",
+            "job",
+            "started_at",
+            "tests_failed",
+            "tests_in_job",
+            "usual_failures",
+            "rule",
+            "fingerprints",
+        ]
+
+
+class IncidentViewSet(viewsets.ReadOnlyModelViewSet):
+    """Job attempts whose failures were put down to infrastructure, newest first.
+    Filter: ``?repo=owner/name``."""
+
+    serializer_class = IncidentSerializer
+
+    def get_queryset(self):
+        queryset = Incident.objects.select_related("repository").order_by(
+            "-started_at", "-run_attempt", "job"
+        )
+        repo = self.request.query_params.get("repo")
+        if repo:
+            queryset = queryset.filter(repository__full_name=repo)
         return queryset
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import connection
 
@@ -27,17 +28,36 @@ from ingest.models import Repository, TestResult, WorkflowRun, outcome_in_sql
 _HISTORY_COLUMNS = "run_id, position, outcome, job, flaky_reruns, rerun_failures, fingerprint"
 
 
-def load_context(repository: Repository, *, including: int | None = None) -> HistoryContext:
-    """The repository's analyzed runs (and run ``including``) with their job loads."""
+def load_context(
+    repository: Repository, *, including: int | Iterable[int] | None = None
+) -> HistoryContext:
+    """The repository's analyzed runs (and the run or runs ``including``) with their job loads.
+
+    A job load carries the most common failure fingerprints of the job, as the
+    import counted them (``WorkflowRun.job_fingerprints``): what tells an
+    infrastructure incident (``analysis.scoring.incidents``) without reading
+    the results. Runs stored before job loads were counted are counted here,
+    with one aggregate query for their loads and one for their fingerprints
+    (migration ``ingest.0007`` counted the fingerprints of the runs stored
+    before it). A run with job loads but no fingerprints (written by other
+    means than the import, like the benchmark's) has none: only the
+    co-failure rule applies to it.
+    """
     runs: dict[int, RunMeta] = {}
-    loads: dict[tuple[int, str], JobLoad] = {}
+    counted: dict[tuple[int, str], tuple[int, int]] = {}
+    fingerprints: dict[tuple[int, str], tuple[tuple[str, int], ...]] = {}
     uncounted: list[int] = []
+    unfingerprinted: list[int] = []
     queryset = WorkflowRun.objects.filter(repository=repository, analyzed_at__isnull=False)
     if including is not None:
-        queryset = queryset | WorkflowRun.objects.filter(pk=including)
-    for pk, run_id, attempt, sha, branch, event, started_at, job_loads in queryset.values_list(
-        "pk", "run_id", "run_attempt", "sha", "branch", "event", "started_at", "job_loads"
-    ).iterator(chunk_size=5000):
+        extra = [including] if isinstance(including, int) else list(including)
+        queryset = queryset | WorkflowRun.objects.filter(pk__in=extra)
+    for (
+        pk, run_id, attempt, sha, branch, event, started_at, job_loads, job_fingerprints,
+    ) in queryset.values_list(
+        "pk", "run_id", "run_attempt", "sha", "branch", "event", "started_at", "job_loads",
+        "job_fingerprints",
+    ).iterator(chunk_size=5000):  # fmt: skip
         runs[pk] = RunMeta(
             pk=pk,
             run_id=run_id,
@@ -50,19 +70,38 @@ def load_context(repository: Repository, *, including: int | None = None) -> His
         )
         if job_loads is None:
             uncounted.append(pk)
-            continue
-        for job, (results, failures) in job_loads.items():
-            loads[(pk, job)] = JobLoad(results, failures)
+        else:
+            for job, (results, failures) in job_loads.items():
+                counted[(pk, job)] = (results, failures)
+        if job_fingerprints is None:
+            if job_loads is None:
+                unfingerprinted.append(pk)
+        else:
+            for job, top in job_fingerprints.items():
+                fingerprints[(pk, job)] = _fingerprints(top)
     if uncounted:  # runs stored before job loads were counted at ingest
         for pk, job_loads in bulk.count_job_loads(uncounted).items():
             for job, (results, failures) in job_loads.items():
-                loads[(pk, job)] = JobLoad(results, failures)
+                counted[(pk, job)] = (results, failures)
+    if unfingerprinted:  # runs stored before fingerprints were counted at ingest
+        for pk, job_fingerprints in bulk.count_job_fingerprints(unfingerprinted).items():
+            for job, top in job_fingerprints.items():
+                fingerprints[(pk, job)] = _fingerprints(top)
+    loads = {
+        key: JobLoad(results, failures, fingerprints.get(key, ()))
+        for key, (results, failures) in counted.items()
+    }
     return HistoryContext(
         runs=runs,
         loads=loads,
         usual_failures=HistoryContext.usual_failures_from(loads.items()),
         default_branch=repository.default_branch,
     )
+
+
+def _fingerprints(top: list[list[Any]]) -> tuple[tuple[str, int], ...]:
+    """``WorkflowRun.job_fingerprints`` entries as ``JobLoad.fingerprints``."""
+    return tuple((str(fingerprint), int(count)) for fingerprint, count in top)
 
 
 def iter_histories(

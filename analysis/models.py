@@ -1,7 +1,8 @@
-"""What analysis keeps: each test's verdict, quarantines, per-repository scoring settings.
+"""What analysis keeps: each test's verdict, infrastructure incidents, quarantines, scoring settings.
 
-``TestScore`` is derived data, rebuilt by a recompute at any time; ``Quarantine``
-and ``ScoringConfig`` are decisions people make and are never recomputed.
+``TestScore`` and ``Incident`` are derived data, rebuilt by a recompute at any
+time; ``Quarantine`` and ``ScoringConfig`` are decisions people make and are
+never recomputed.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from django.db import models
 # TestStatus is the scoring core's vocabulary, imported here (and so importable
 # from here) rather than defined twice.
 from analysis.scoring import ScoringSettings, TestStatus
-from ingest.models import Repository, TestCase
+from ingest.models import Repository, TestCase, WorkflowRun
 
 
 class TestScore(models.Model):
@@ -91,3 +92,42 @@ class ScoringConfig(models.Model):
 
     def settings(self) -> ScoringSettings:
         return ScoringSettings.from_json(self.overrides)
+
+
+class Incident(models.Model):
+    """A job attempt whose failures were put down to infrastructure (``analysis.scoring.incidents``).
+
+    Derived data, like ``TestScore``: rewritten by ``analysis.incidents.record_incidents``
+    from the job loads whenever the run is analyzed again, never edited.
+    """
+
+    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="incidents")
+    run = models.ForeignKey(WorkflowRun, on_delete=models.CASCADE, related_name="incidents")
+    # GitHub's run id (``run_id`` is the foreign key's column; the API names this run_id).
+    github_run_id = models.BigIntegerField(help_text="GitHub's run id")
+    run_attempt = models.PositiveIntegerField()
+    job = models.CharField(max_length=255)
+    started_at = models.DateTimeField()
+    tests_failed = models.PositiveIntegerField()
+    tests_in_job = models.PositiveIntegerField()
+    # The job's usual (median) failures in one attempt when it was recorded.
+    usual_failures = models.FloatField(default=0.0)
+    # co-failure | shared fingerprint | co-failure, shared fingerprint
+    rule = models.CharField(max_length=40)
+    # [{"fingerprint": ..., "tests": n, "shared": bool}], most common first.
+    fingerprints = models.JSONField(default=list, blank=True)
+    recorded_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["run", "job"], name="incident_run_job_unique"),
+        ]
+        indexes = [
+            models.Index(fields=["repository", "-started_at"], name="incident_repo_started_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.repository} run {self.github_run_id} attempt {self.run_attempt} {self.job}: "
+            f"{self.tests_failed} of {self.tests_in_job} failed ({self.rule})"
+        )

@@ -25,6 +25,7 @@ from analysis.database import (
     apply_quiet_tests_in_bulk,
     lock_repository_analysis,
 )
+from analysis.incidents import record_incidents
 from analysis.models import ScoringConfig, TestScore
 from analysis.scores import save_verdicts, verdict_of
 from analysis.scoring import (
@@ -155,6 +156,7 @@ def analyze_run(*, run_pk: int, job: Job | None = None, bulk: bool | None = None
                         passes=quiet.passes,
                         skipped=quiet.skipped,
                         ignored_failures=quiet.ignored_failures,
+                        discounted=quiet.discounted,
                         latest_result_at=run_meta.started_iso,
                         settings=settings,
                     ),
@@ -165,6 +167,9 @@ def analyze_run(*, run_pk: int, job: Job | None = None, bulk: bool | None = None
             for test_pk, rows in loading.iter_histories(rescore, runs=context.runs)
         ]
         save_verdicts(repository.pk, [*advanced, *rescored])
+        record_incidents(
+            repository=repository, run_pks=[run_pk], context=context, settings=settings
+        )
         WorkflowRun.objects.filter(pk=run_pk).update(analyzed_at=timezone.now())
         _announce(run)
     flaky = sum(verdict.status == TestStatus.FLAKY for _, verdict in [*advanced, *rescored])
@@ -314,18 +319,31 @@ def recompute_repository(
             if job:
                 checkpoint(job, progress)
         report(progress["done"], progress["total"])
+    # The job's usual failure counts moved with the history: every run's
+    # incidents are restated (idempotent, so a resumed recompute repeats it).
+    with transaction.atomic():
+        lock_repository_analysis(repository.pk)
+        incidents = record_incidents(
+            repository=repository,
+            run_pks=WorkflowRun.objects.filter(
+                repository=repository, analyzed_at__isnull=False
+            ).values_list("pk", flat=True),
+            settings=settings,
+        )
     seconds = time.perf_counter() - started
     logger.info(
-        "%s recomputed: %s tests, %s flaky, %.1fs",
+        "%s recomputed: %s tests, %s flaky, %s incidents, %.1fs",
         repository.full_name,
         progress["done"],
         progress["flaky"],
+        incidents,
         seconds,
     )
     return {
         "repository": repository.full_name,
         "tests": progress["done"],
         "flaky": progress["flaky"],
+        "incidents": incidents,
         "runs_taken_in": progress.get("runs_taken_in", 0),
         "seconds": round(seconds, 3),
     }
@@ -352,6 +370,7 @@ def _score_batch(
                     results=quiet.results,
                     failures=quiet.ignored_failures,
                     skipped=quiet.skipped,
+                    discounted=quiet.discounted,
                     latest_result_at=latest.started_iso if latest else None,
                     settings=settings,
                 ),

@@ -19,6 +19,7 @@ router.register("jobs", jobs_api.JobViewSet, basename="job")
 router.register("runs", ingest_api.RunViewSet, basename="run")
 router.register("tests", analysis_api.TestScoreViewSet, basename="test")
 router.register("quarantine", analysis_api.QuarantineViewSet, basename="quarantine")
+router.register("incidents", analysis_api.IncidentViewSet, basename="incident")
 
 urlpatterns = [
     path("health/live", health.live, name="health-live"),

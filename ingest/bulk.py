@@ -232,6 +232,37 @@ def delete_results(*, run_pk: int, after_position: int, upto_position: int) -> i
         return cursor.rowcount
 
 
+# Failure fingerprints kept per job of a run (WorkflowRun.job_fingerprints).
+JOB_FINGERPRINTS_KEPT = 3
+
+
+def top_fingerprints(counts: dict[str, int]) -> list[list[object]]:
+    """The most common fingerprints with their counts, most common first (ties by fingerprint)."""
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return [[fingerprint, count] for fingerprint, count in ranked[:JOB_FINGERPRINTS_KEPT]]
+
+
+def count_job_fingerprints(run_pks: list[int]) -> dict[int, dict[str, list[list[object]]]]:
+    """{run pk: {job label: [[fingerprint, failures], ...]}}, counted from the stored results."""
+    table = TestResult._meta.db_table
+    counts: dict[tuple[int, str], dict[str, int]] = {}
+    with connection.cursor() as cursor:
+        for start in range(0, len(run_pks), 1000):
+            chunk = run_pks[start : start + 1000]
+            cursor.execute(
+                f"SELECT run_id, job, fingerprint, COUNT(*) FROM {table} "
+                f"WHERE run_id IN ({', '.join(['%s'] * len(chunk))}) AND {outcome_in_sql()} "
+                f"AND fingerprint <> '' GROUP BY run_id, job, fingerprint",
+                chunk,
+            )
+            for run_pk, job, fingerprint, failures in cursor.fetchall():
+                counts.setdefault((run_pk, job), {})[fingerprint] = failures
+    found: dict[int, dict[str, list[list[object]]]] = {}
+    for (run_pk, job), per_fingerprint in counts.items():
+        found.setdefault(run_pk, {})[job] = top_fingerprints(per_fingerprint)
+    return found
+
+
 def count_job_loads(run_pks: list[int]) -> dict[int, dict[str, list[int]]]:
     """{run pk: {job label: [results, failures]}}, counted from the stored results."""
     table = TestResult._meta.db_table

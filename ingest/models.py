@@ -55,6 +55,12 @@ class WorkflowRun(models.Model):
     # that scoring can tell an outage (many tests failing in one job at once)
     # without reading every result. Null for runs stored before it existed.
     job_loads = models.JSONField(null=True, blank=True)
+    # {job label: [[fingerprint, failures], ...]}: the most common failure
+    # fingerprints of each job with failures (bulk.JOB_FINGERPRINTS_KEPT of
+    # them), counted beside job_loads, so that scoring can tell a service
+    # outage (many tests failing with one error) without reading the results.
+    # Null for runs stored before it existed.
+    job_fingerprints = models.JSONField(null=True, blank=True)
 
     class Meta:
         constraints = [

@@ -124,6 +124,7 @@ def store_run(*, run: RunInfo, files: Iterable[RunFile]) -> StoreOutcome:
             files_count=outcome.files_stored,
             file_errors=outcome.files_refused,
             job_loads=writer.final_job_loads(),
+            job_fingerprints=writer.final_job_fingerprints(),
         )
         # Scoring the run's tests is the next step; queued with the run it follows.
         enqueue_job(
@@ -202,6 +203,8 @@ class _ResultWriter:
         self.sink = bulk.ResultSink()
         # {job label: [results, failures]} of the rows written, for WorkflowRun.job_loads.
         self.job_loads: dict[str, list[int]] = {}
+        # {job label: {fingerprint: failures}}, for WorkflowRun.job_fingerprints.
+        self.job_fingerprints: dict[str, dict[str, int]] = {}
 
     def __enter__(self) -> _ResultWriter:
         return self
@@ -255,6 +258,16 @@ class _ResultWriter:
         # Rows of refused reports were counted as they went; count what is left.
         return bulk.count_job_loads([self.run_pk]).get(self.run_pk, {})
 
+    def final_job_fingerprints(self) -> dict[str, list[list[object]]]:
+        """The most common failure fingerprints per job label of what the run keeps."""
+        if self.discarded:
+            return bulk.count_job_fingerprints([self.run_pk]).get(self.run_pk, {})
+        return {
+            job: bulk.top_fingerprints(counts)
+            for job, counts in self.job_fingerprints.items()
+            if counts
+        }
+
     def publish_identities(self) -> None:
         known = _PROCESS_IDENTITIES.setdefault(self.repository_id, {})
         if len(known) > _PROCESS_CACHE_LIMIT:
@@ -278,8 +291,10 @@ class _ResultWriter:
         rows: list[bulk.ResultRow] = []
         append = rows.append
         loads: dict[str, list[int]] = {}
+        fingerprints: dict[str, dict[str, int]] = {}
         job = None
         load = [0, 0]
+        counts: dict[str, int] = {}
         for record in batch:
             key = (record.classname, record.file, record.name)
             test_id = process.get(key) or txn.get(key)
@@ -289,6 +304,7 @@ class _ResultWriter:
             if row_job != job:
                 job = row_job
                 load = loads.setdefault(job, [0, 0])
+                counts = fingerprints.setdefault(job, {})
             load[0] += 1
             outcome = record.outcome
             if outcome is Outcome.PASSED:
@@ -299,6 +315,7 @@ class _ResultWriter:
                 load[1] += 1
                 message = record.message or record.stack
                 fingerprint = failure_fingerprint(record.failure_type, message)
+                counts[fingerprint] = counts.get(fingerprint, 0) + 1
             flaky, reruns = record.flaky_reruns, record.rerun_failures
             position += 1
             append(
@@ -320,6 +337,10 @@ class _ResultWriter:
             total = self.job_loads.setdefault(job, [0, 0])
             total[0] += results
             total[1] += failures
+        for job, per_fingerprint in fingerprints.items():
+            kept = self.job_fingerprints.setdefault(job, {})
+            for fingerprint, failures in per_fingerprint.items():
+                kept[fingerprint] = kept.get(fingerprint, 0) + failures
         return rows
 
     def _learn_identities(self, batch: list[TestCaseRecord]) -> None:

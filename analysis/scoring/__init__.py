@@ -1,6 +1,7 @@
 """Pure flakiness scoring: one test's results in, its verdict out. No Django in here.
 
-``signals`` finds the evidence in a history, ``maths`` turns it into a score,
+``signals`` finds the evidence in a history, ``incidents`` the job attempts
+whose failures are put down to infrastructure, ``maths`` turns evidence into a score,
 ``verdict`` classifies the test, ``incremental`` keeps a verdict up to date from
 results that add no evidence, ``explain`` puts evidence into words, and
 ``status`` holds the one vocabulary of test statuses. Import from here.
@@ -8,6 +9,7 @@ results that add no evidence, ``explain`` puts evidence into words, and
 
 from analysis.scoring.explain import describe_event
 from analysis.scoring.history import HistoryContext, JobLoad, ResultRow, RunMeta
+from analysis.scoring.incidents import Incident, incident_at, list_incidents
 from analysis.scoring.incremental import (
     QuietTally,
     ResultGroup,
@@ -22,6 +24,7 @@ from analysis.scoring.verdict import Verdict, score_test
 
 __all__ = [
     "HistoryContext",
+    "Incident",
     "JobLoad",
     "QuietTally",
     "ResultGroup",
@@ -33,7 +36,9 @@ __all__ = [
     "advance_clean",
     "describe_event",
     "failure_discount",
+    "incident_at",
     "is_outage_casualty",
+    "list_incidents",
     "quiet_tally",
     "quiet_verdict",
     "score_test",

@@ -25,6 +25,14 @@ def describe_event(event: dict[str, Any]) -> str:
         return f"failed, then passed on an in-run rerun in {_run_label(event)} ({where})"
     if kind == "isolated":
         return f"failed on {where} ({_run_label(event)}, branch {event.get('branch', '?')}) between passing commits"
+    if kind == "incident":
+        others = int(event.get("others", 0))
+        tests = "test" if others == 1 else "tests"
+        same = " with the same error" if event.get("rule") == "shared fingerprint" else ""
+        return (
+            f"failed with {others} other {tests}{same} in {job or '?'}, {_run_label(event)} "
+            f"({sha}): {event.get('cause', 'infrastructure')}, not counted"
+        )
     return str(event)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 
 class ResultRow(NamedTuple):
@@ -45,10 +45,17 @@ class RunMeta:
 
 @dataclass(frozen=True, slots=True)
 class JobLoad:
-    """How many results one job (matrix configuration) of a run attempt had, and how many failed."""
+    """How many results one job (matrix configuration) of a run attempt had, and how many failed.
+
+    ``fingerprints`` holds the most common failure fingerprints of those
+    failures with how many results failed with each, most common first (the
+    few an import counts, ``ingest.store``): many tests failing with one error
+    at once is what a service outage looks like.
+    """
 
     results: int
     failures: int
+    fingerprints: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass
@@ -61,6 +68,15 @@ class HistoryContext:
     # are what makes a run look like an outage.
     usual_failures: Mapping[str, float] = field(default_factory=dict)
     default_branch: str = "main"
+    # Filled on first use by analysis.scoring.incidents: the job's attempts of
+    # each commit and each branch's previous commit, and the incidents found.
+    _neighbours: dict[tuple[int, str], tuple[int, ...]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+    _incidents: dict[tuple[int, str], Any] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    _incidents_settings: Any = field(default=None, init=False, repr=False, compare=False)
 
     @staticmethod
     def usual_failures_from(loads: Iterable[tuple[tuple[int, str], JobLoad]]) -> dict[str, float]:

@@ -12,16 +12,16 @@ whose whole history is quiet: both land where ``score_test`` would.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from analysis.scoring.history import HistoryContext
+from analysis.scoring.incidents import incident_at, incident_note, note_order
 from analysis.scoring.maths import decayed, half_life_of, recency_components
 from analysis.scoring.settings import ScoringSettings
-from analysis.scoring.signals import is_outage_casualty
 from analysis.scoring.status import TestStatus
-from analysis.scoring.verdict import Verdict, status_without_streak
+from analysis.scoring.verdict import Verdict, evidence_list, status_without_streak
 from ingest.junit import FAILED_OUTCOMES, Outcome
 
 
@@ -29,9 +29,13 @@ class ResultGroup(NamedTuple):
     """Results of one test with one outcome in one job, as ``quiet_tally`` reads them.
 
     A group may be a single result or many counted together by the database.
-    ``run_pk`` is the run of a failure (whether it was an outage casualty
+    ``run_pk`` is the run of a failure (whether an incident explains it
     depends on its run); results of other outcomes may be counted across runs
     with ``run_pk`` None. A failure group without its run is evidence.
+    ``fingerprint`` is the failures' fingerprint when the caller grouped by it;
+    without it, only an incident that explains every failure of its job
+    attempt makes the group quiet (one explained by a shared fingerprint needs
+    a full look, which reads the fingerprints).
     """
 
     outcome: str
@@ -39,6 +43,7 @@ class ResultGroup(NamedTuple):
     run_pk: int | None = None
     results: int = 1
     flaky_reruns: int = 0  # the most in-run reruns of any result in the group
+    fingerprint: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +53,9 @@ class QuietTally:
     passes: dict[str, int] = field(default_factory=dict)  # per job
     skipped: int = 0
     ignored_failures: int = 0  # failures ignored as outage casualties
+    #: the evidence notes of those failures (one per job attempt), in time
+    #: order: what ``advance_clean`` and ``quiet_verdict`` take as ``discounted``
+    discounted: tuple[dict[str, Any], ...] = ()
 
     @property
     def results(self) -> int:
@@ -59,28 +67,40 @@ def quiet_tally(
 ) -> QuietTally | None:
     """The tally of these results of one test when they add no evidence; None when they may.
 
-    Evidence: any result with an in-run rerun, and any failure or error that is
-    not an outage casualty (``is_outage_casualty``). Skips and every other
-    outcome are quiet, as the walk of ``analysis.scoring.signals`` counts them
-    (skipped, else passed). The caller still owes the checks that need more than
-    these results: a pending verdict, a pass on a commit the test failed on.
+    Evidence: any result with an in-run rerun, and any failure or error that no
+    infrastructure incident explains (``analysis.scoring.incidents``). Skips and
+    every other outcome are quiet, as the walk of ``analysis.scoring.signals``
+    counts them (skipped, else passed). The caller still owes the checks that
+    need more than these results: a pending verdict, a pass on a commit the
+    test failed on.
     """
     passes: dict[str, int] = {}
     skipped = ignored = 0
+    notes: dict[tuple[int, str], dict[str, Any]] = {}
     for group in groups:
         if group.flaky_reruns:
             return None
         if group.outcome in FAILED_OUTCOMES:
-            if group.run_pk is None or not is_outage_casualty(
-                context, settings, group.run_pk, group.job
-            ):
+            run_pk = group.run_pk
+            if run_pk is None:
+                return None
+            incident = incident_at(context, settings, run_pk, group.job)
+            if incident is None or not incident.explains(group.fingerprint):
                 return None
             ignored += group.results
+            if (run_pk, group.job) not in notes:
+                run = context.runs[run_pk]
+                notes[(run_pk, group.job)] = incident_note(incident, run, group.fingerprint)
         elif group.outcome == Outcome.SKIPPED:
             skipped += group.results
         else:
             passes[group.job] = passes.get(group.job, 0) + group.results
-    return QuietTally(passes=passes, skipped=skipped, ignored_failures=ignored)
+    return QuietTally(
+        passes=passes,
+        skipped=skipped,
+        ignored_failures=ignored,
+        discounted=tuple(sorted(notes.values(), key=note_order)),
+    )
 
 
 def advance_clean(
@@ -91,13 +111,15 @@ def advance_clean(
     ignored_failures: int = 0,
     latest_result_at: str | None = None,
     settings: ScoringSettings,
+    discounted: Sequence[dict[str, Any]] = (),
 ) -> Verdict:
     """The verdict after more results that add no evidence, without the history.
 
     ``passes`` counts the new passing results per job. Only valid when
     ``verdict.pending`` is false and the new results are passes, skips or
     failures ignored as outage casualties (``quiet_tally``), none on a commit
-    the test failed on.
+    the test failed on. ``discounted`` are the notes of those ignored failures
+    (``QuietTally.discounted``): the evidence keeps them as a full rescore would.
     """
     assert not verdict.pending
     recency = verdict.components.get("recency") or {}
@@ -123,6 +145,14 @@ def advance_clean(
     )  # fmt: skip
     if ignored_failures:
         components["outage_failures"] = components.get("outage_failures", 0) + ignored_failures
+    evidence = verdict.evidence
+    if discounted:
+        events = [e for e in evidence if e.get("kind") != "incident"][::-1]
+        notes = sorted(
+            [*(e for e in evidence if e.get("kind") == "incident"), *discounted], key=note_order
+        )
+        evidence = evidence_list(events, notes)
+        components["incidents"] = int(components.get("incidents", 0)) + len(discounted)
     if skipped:
         components["skipped"] = int(verdict.components.get("skipped", 0)) + skipped
     return Verdict(
@@ -138,7 +168,7 @@ def advance_clean(
         last_failure_at=verdict.last_failure_at,
         latest_result_at=latest_result_at or verdict.latest_result_at,
         components=components,
-        evidence=verdict.evidence,
+        evidence=evidence,
     )
 
 
@@ -149,9 +179,17 @@ def quiet_verdict(
     skipped: int,
     latest_result_at: str | None,
     settings: ScoringSettings,
+    discounted: Sequence[dict[str, Any]] = (),
 ) -> Verdict:
-    """The verdict of a test with no evidence: never failed, or only as an outage casualty."""
-    components: dict[str, Any] = {"outage_failures": failures, "skipped": skipped}
+    """The verdict of a test with no evidence: never failed, or only as an outage casualty.
+
+    ``discounted``: the notes of those failures (``QuietTally.discounted``).
+    """
+    components: dict[str, Any] = {
+        "outage_failures": failures,
+        "skipped": skipped,
+        "incidents": len(discounted),
+    }
     return Verdict(
         status=TestStatus.NEW if results < settings.min_results else TestStatus.STABLE,
         score=0.0,
@@ -160,4 +198,5 @@ def quiet_verdict(
         half_life=float(settings.min_half_life),
         latest_result_at=latest_result_at,
         components=components,
+        evidence=evidence_list((), sorted(discounted, key=note_order)),
     )

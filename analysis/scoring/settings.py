@@ -38,6 +38,20 @@ class ScoringSettings:
     #: neither flaky evidence nor a pass, simply ignored.
     mass_failure_cutoff: float = 0.2
 
+    # Infrastructure incidents (analysis.scoring.incidents): a job attempt in
+    # which many tests failed at once is put down to the machine, and its
+    # failures add no evidence. Co-failure: failures beyond the job's usual
+    # number, at least incident_min_tests of them and at least incident_share
+    # of the job's results (or so many that mass_failure_cutoff ignores them);
+    # every failure of the attempt is explained. Shared fingerprint: at least
+    # incident_min_tests tests failed with one error that the job did not fail
+    # with on the same commit's other attempts nor on the branch's previous
+    # commit; those failures are explained.
+    #: the fewest tests failing together that make an incident
+    incident_min_tests: int = 3
+    #: co-failure: failures beyond the usual, as a share of the job's results
+    incident_share: float = 0.1
+
     # Recovery: the score halves every half_life clean results after the last
     # flaky event. The half-life adapts to how often the test used to flake
     # (half_life_gaps times the mean distance between its events, in results
@@ -47,6 +61,13 @@ class ScoringSettings:
     half_life_gaps: float = 4.0
     min_half_life: int = 100
     max_half_life: int = 600
+
+    #: broken is not flaky: consecutive commits of a job (three in time order or
+    #: on the default branch, two on another branch) that each failed, with at
+    #: least this share of their attempts failing (two in three), are a
+    #: breakage: a re-run that happened to pass on one of them is no flip, and
+    #: none of them is an isolated failure.
+    breakage_share: float = 0.66
 
     #: failing: the last commits of a job (in time order, or on the default
     #: branch) all failed, at least this many of them, and more than the test's
@@ -87,6 +108,12 @@ class ScoringSettings:
             raise ValueError("mass_failure_scale must be positive")
         if not 0 <= self.mass_failure_cutoff < 1:
             raise ValueError("mass_failure_cutoff must be between 0 and 1")
+        if self.incident_min_tests < 2:
+            raise ValueError("incident_min_tests must be at least 2")
+        if not 0 <= self.incident_share <= 1:
+            raise ValueError("incident_share must be between 0 and 1")
+        if not 0 < self.breakage_share <= 1:
+            raise ValueError("breakage_share must be above 0 and at most 1")
         if self.half_life_gaps <= 0:
             raise ValueError("half_life_gaps must be positive")
         if not 1 <= self.min_half_life <= self.max_half_life:

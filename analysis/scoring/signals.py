@@ -7,10 +7,17 @@ kinds of event come out of them: ``same_commit`` (an observation that both
 passed and failed across run attempts: same code, same configuration,
 different outcome), ``rerun`` (a failure that passed on an in-run rerun) and
 ``isolated`` (a failed observation with passes right before and after it).
-Every failure is discounted by how many other tests failed in the same job at
-once beyond the usual, since an infra outage is not the test's fault, and
-ignored altogether below a cutoff. What the events weigh together is
-``analysis.scoring.maths``'s business; this module only finds and weighs them.
+
+A failure that an infrastructure incident explains (``incidents``: many tests
+of the job attempt failing at once, or with one error) is left out: no
+evidence, no pass, only a note in the evidence saying why. Any other failure is
+discounted by how many other tests failed in the same job at once beyond the
+usual. Broken is not flaky: consecutive commits that each failed, mostly,
+in the job's time order or along a branch, are a breakage, and a re-run that
+happened to pass on one of them counts as failed, so a test broken on most
+attempts makes a failing streak, not a same-commit flip. What the
+events weigh together is ``analysis.scoring.maths``'s business; this module
+only finds and weighs them.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from analysis.scoring.history import HistoryContext, ResultRow, RunMeta
+from analysis.scoring.incidents import incident_at, incident_note, note_order
 from analysis.scoring.settings import ScoringSettings
 from ingest.junit import FAILED_OUTCOMES, Outcome
 
@@ -44,10 +52,19 @@ def failure_discount(
 
 
 def is_outage_casualty(
-    context: HistoryContext, settings: ScoringSettings, run_pk: int, job: str
+    context: HistoryContext,
+    settings: ScoringSettings,
+    run_pk: int,
+    job: str,
+    fingerprint: str | None = None,
 ) -> bool:
-    """A failure that coincided with so many others that it is ignored."""
-    return failure_discount(context, settings, run_pk, job) < settings.mass_failure_cutoff
+    """A failure that an infrastructure incident explains, so it is ignored.
+
+    Without its fingerprint, only an incident that explains every failure of
+    the job attempt (co-failure) says yes.
+    """
+    incident = incident_at(context, settings, run_pk, job)
+    return incident is not None and bool(incident.explains(fingerprint))
 
 
 @dataclass(slots=True)
@@ -84,7 +101,9 @@ class Evidence:
     results: int
     failures: int
     skipped: int
-    ignored: int  # failures ignored as outage casualties
+    ignored: int  # failures ignored as outage casualties (explained by an incident)
+    #: one note per job attempt whose incident explained a failure, in time order
+    discounted: list[dict[str, Any]]
     # Indexes (in time order) of the results that count, and of the passing
     # ones, per job: recency is measured in the jobs where the test flaked.
     judged_at: dict[str, list[int]]
@@ -120,6 +139,10 @@ class _Observation:
     index: int = -1  # of its last failing result
     passes: int = 0
     fails: int = 0
+    rerun_passes: int = 0  # passes that failed first, on an in-run rerun (Surefire)
+    explained: int = 0  # failures an incident explains (not counted in fails)
+    absorbed: bool = False  # failed and passed, in a breakage: counts as failed
+    in_breakage: bool = False  # one of consecutive commits failing on most attempts
     fail_weight: float = 0.0
     branches: set[str] = field(default_factory=set)
     failed_runs: list[RunMeta] = field(default_factory=list)
@@ -127,10 +150,13 @@ class _Observation:
 
     @property
     def state(self) -> str:
-        """M: failed and passed, F: failed, P: passed, U: only skipped."""
-        if self.fails:
-            return "M" if self.passes else "F"
-        return "P" if self.passes else "U"
+        """M: failed and passed (an in-run rerun included), F: failed (or M absorbed by
+        a breakage), P: passed, X: failed only in infrastructure incidents, U: only skipped."""
+        if self.fails or self.rerun_passes:
+            return "M" if self.passes and not self.absorbed else "F"
+        if self.passes:
+            return "P"
+        return "X" if self.explained else "U"
 
 
 @dataclass(slots=True)
@@ -138,6 +164,7 @@ class _InRun:
     """The test's results in one job of one run attempt (a test reported twice is a rerun)."""
 
     index: int  # of the last failure, else of the first result
+    obs: _Observation  # the commit's observation it belongs to
     weight: float = 0.0  # the strongest failure's discounted weight
     fails: int = 0
     passes: int = 0
@@ -155,6 +182,10 @@ class _Walk:
         self.observations: dict[tuple[str, str], _Observation] = {}
         self.in_run: dict[tuple[int, str], _InRun] = {}
         self.events: list[Event] = []
+        # In-run reruns that passed (Surefire), kept apart until the walk knows
+        # whether their commit belongs to a breakage.
+        self.rerun_events: list[tuple[_Observation, Event]] = []
+        self.notes: dict[tuple[int, str], dict[str, Any]] = {}
         self.fingerprints: set[str] = set()
         self.failed_branches: dict[str, None] = {}  # an ordered set
         self.last_failure: RunMeta | None = None
@@ -185,21 +216,27 @@ class _Walk:
         if row.flaky_reruns and not failed:
             # Surefire's flakyFailure/flakyError: failed, then passed on an
             # in-run rerun, all within this one result.
+            incident = incident_at(self.context, self.settings, row.run_pk, row.job)
             weight = self.settings.rerun_weight * self.discount(row.run_pk, row.job, False)
-            if weight >= self.settings.rerun_weight * self.settings.mass_failure_cutoff:
+            if (incident is None or not incident.co_failure) and (
+                weight >= self.settings.rerun_weight * self.settings.mass_failure_cutoff
+            ):
                 self.last_failure = run  # it did fail, before its rerun passed
-                self.events.append(
-                    Event(
-                        "rerun",
-                        weight,
-                        index,
-                        row.job,
-                        _run_detail("rerun", run, row.job, reruns=row.flaky_reruns),
-                    )
-                )
+                obs.rerun_passes += 1
+                detail = _run_detail("rerun", run, row.job, reruns=row.flaky_reruns)
+                self.rerun_events.append((obs, Event("rerun", weight, index, row.job, detail)))
         in_run = self.in_run.get((row.run_pk, row.job))
         if failed:
             self.failures += 1
+            incident = incident_at(self.context, self.settings, row.run_pk, row.job)
+            if incident is not None and incident.explains(row.fingerprint):
+                self.ignored += 1
+                obs.explained += 1
+                if (row.run_pk, row.job) not in self.notes:
+                    self.notes[(row.run_pk, row.job)] = incident_note(
+                        incident, run, row.fingerprint
+                    )
+                return
             weight = self.discount(row.run_pk, row.job, True)
             if weight < self.settings.mass_failure_cutoff:
                 self.ignored += 1
@@ -215,7 +252,7 @@ class _Walk:
             if run not in obs.failed_runs:
                 obs.failed_runs.append(run)
             if in_run is None:
-                in_run = self.in_run[(row.run_pk, row.job)] = _InRun(index, weight)
+                in_run = self.in_run[(row.run_pk, row.job)] = _InRun(index, obs, weight)
             in_run.fails += 1
             in_run.index, in_run.weight = index, max(in_run.weight, weight)
         else:
@@ -225,24 +262,37 @@ class _Walk:
             if run not in obs.passed_runs:
                 obs.passed_runs.append(run)
             if in_run is None:
-                in_run = self.in_run[(row.run_pk, row.job)] = _InRun(index)
+                in_run = self.in_run[(row.run_pk, row.job)] = _InRun(index, obs)
             in_run.passes += 1
 
     def evidence(self) -> Evidence:
         """The events and the shape, once every result went by."""
-        self._in_run_rerun_events()
-        self._same_commit_events()
         by_job: dict[str, list[_Observation]] = {}
         for obs in self.observations.values():
             if obs.state != "U":
                 by_job.setdefault(obs.job, []).append(obs)
-        shape = Shape()
+        branch_sequences: dict[str, dict[str, list[_Observation]]] = {}
         for job, sequence in by_job.items():
             sequence.sort(key=lambda o: o.first)
-            self._isolated_events(job, sequence, shape)
-            streak = self._trailing_streak(job, sequence)
+            branches = branch_sequences[job] = _branch_sequences(sequence)
+            default = self.context.default_branch
+            share = self.settings.breakage_share
+            _find_breakages(sequence, commits=3, share=share)
+            for branch, along in branches.items():
+                _find_breakages(along, commits=3 if branch == default else 2, share=share)
+        # A commit absorbed by a breakage flipped by chance: its reruns are no evidence.
+        self.events.extend(event for obs, event in self.rerun_events if not obs.absorbed)
+        self._in_run_rerun_events()
+        self._same_commit_events()
+        shape = Shape()
+        for job, sequence in by_job.items():
+            self._isolated_events(job, sequence, branch_sequences[job], shape)
+            # A commit whose failures were all put down to an incident says
+            # nothing about a streak either way.
+            counted = [o for o in sequence if o.state != "X"]
+            streak = self._trailing_streak(job, counted)
             if streak is None:
-                on_default = [o for o in sequence if self.context.default_branch in o.branches]
+                on_default = [o for o in counted if self.context.default_branch in o.branches]
                 streak = self._trailing_streak(job, on_default)
             if streak is not None:
                 shape.streak_jobs.append(streak)
@@ -254,6 +304,7 @@ class _Walk:
             failures=self.failures,
             skipped=self.skipped,
             ignored=self.ignored,
+            discounted=sorted(self.notes.values(), key=note_order),
             judged_at=self.judged_at,
             passed_at=self.passed_at,
             failed_branches=list(self.failed_branches),
@@ -265,7 +316,7 @@ class _Walk:
     def _in_run_rerun_events(self) -> None:
         """A test reported twice in one job of one run (pytest-rerunfailures, gotestsum), failed and then passed."""
         for (run_pk, job), in_run in self.in_run.items():
-            if in_run.fails and in_run.passes:
+            if in_run.fails and in_run.passes and not in_run.obs.absorbed:
                 self.events.append(
                     Event(
                         "rerun",
@@ -279,7 +330,9 @@ class _Walk:
     def _same_commit_events(self) -> None:
         """Failed and passed on one commit in one job, in different run attempts."""
         for obs in self.observations.values():
-            if obs.state != "M" or len({r.pk for r in (*obs.failed_runs, *obs.passed_runs)}) < 2:
+            if obs.state != "M" or not obs.fails:
+                continue
+            if len({r.pk for r in (*obs.failed_runs, *obs.passed_runs)}) < 2:
                 continue
             self.events.append(
                 Event(
@@ -298,19 +351,22 @@ class _Walk:
                 )
             )
 
-    def _isolated_events(self, job: str, sequence: list[_Observation], shape: Shape) -> None:
+    def _isolated_events(
+        self,
+        job: str,
+        sequence: list[_Observation],
+        branch_sequences: dict[str, list[_Observation]],
+        shape: Shape,
+    ) -> None:
         """Failed commits with passes on both sides, in time order and along their branch.
 
         Time order follows main (pull_request runs test the merge with it); the
         branch order follows a pull request's own commits. A regression fails
         on consecutive commits in at least one of the two orders, so it is never
         isolated: broken on main from one commit to its fix, broken on a pull
-        request's commits only, broken in one job only.
+        request's commits only, broken in one job only. A neighbour that failed
+        only in an incident (X) is no pass: nothing says the test passed there.
         """
-        branch_sequences: dict[str, list[_Observation]] = {}
-        for obs in sequence:
-            for branch in obs.branches:
-                branch_sequences.setdefault(branch, []).append(obs)
         branch_position = {
             (id(obs), branch): i
             for branch, seq in branch_sequences.items()
@@ -331,6 +387,8 @@ class _Walk:
             if around is None:
                 shape.pending = True  # the next commit decides
                 continue
+            if obs.in_breakage:
+                continue  # broken on most attempts of its commits: not a flake's failure
             branch_factor = 0.0
             for branch in obs.branches:
                 seq, at = branch_sequences[branch], branch_position[(id(obs), branch)]
@@ -363,12 +421,73 @@ class _Walk:
         if tail < needed:
             return None
         first = sequence[len(sequence) - tail]
+        # A commit absorbed into a breakage may have failed only before an in-run rerun passed.
+        since = (first.failed_runs or first.passed_runs)[0]
         return {
             "job": job,
             "commits": tail,
             "since_sha": first.sha,
-            "since": first.failed_runs[0].started_iso,
+            "since": since.started_iso,
         }
+
+
+def _branch_sequences(sequence: list[_Observation]) -> dict[str, list[_Observation]]:
+    """The job's observations along each branch, in time order."""
+    branches: dict[str, list[_Observation]] = {}
+    for obs in sequence:
+        for branch in obs.branches:
+            branches.setdefault(branch, []).append(obs)
+    return branches
+
+
+def _find_breakages(sequence: list[_Observation], *, commits: int, share: float) -> None:
+    """Broken on most attempts: marks the commits of the breakages in this sequence.
+
+    A breakage is a stretch of commits that each failed at least once (one clean
+    commit between two failed ones does not end it), with at least ``commits``
+    failed commits, in which at least ``share`` of the attempts failed. Its
+    commits are no isolated failures, and one that also passed (a re-run or an
+    in-run rerun that happened to pass) counts as failed: no flip. A flake fails
+    on some attempts, not on most, and rarely on several commits in a row.
+
+    A commit whose failures an incident explains (X) neither ends the stretch
+    nor counts in it, since an incident adds nothing (``quiet_tally``).
+    """
+    members = [obs for obs in sequence if obs.state != "X"]
+    i = 0
+    while i < len(members):
+        if not _failed_once(members[i]):
+            i += 1
+            continue
+        stretch, j = [members[i]], i + 1
+        while j < len(members):
+            if _failed_once(members[j]):
+                stretch.append(members[j])
+            elif (
+                j + 1 < len(members)
+                and _failed_once(members[j - 1])
+                and _failed_once(members[j + 1])
+            ):
+                stretch.append(members[j])  # one clean commit in a row of failures
+            else:
+                break
+            j += 1
+        failed_commits = [obs for obs in stretch if _failed_once(obs)]
+        failed = sum(obs.fails + obs.rerun_passes for obs in stretch)
+        clean = sum(obs.passes - obs.rerun_passes for obs in stretch)
+        if len(failed_commits) >= commits and failed >= share * (failed + clean):
+            for obs in failed_commits:
+                obs.absorbed = obs.in_breakage = True
+        i = j
+
+
+def _failed_once(obs: _Observation) -> bool:
+    return bool(obs.fails or obs.rerun_passes)
+
+
+def _blocks(obs: _Observation) -> bool:
+    """A neighbour that makes a failure not isolated: failed, or failed in an incident."""
+    return obs.state in ("F", "X")
 
 
 def _neighbours(sequence: list[_Observation], i: int) -> float | None:
@@ -376,16 +495,16 @@ def _neighbours(sequence: list[_Observation], i: int) -> float | None:
     missing, 0.0 when either failed; None when there is nothing after it yet."""
     if i + 1 >= len(sequence):
         return None
-    if sequence[i + 1].state == "F":
+    if _blocks(sequence[i + 1]):
         return 0.0
     if i == 0:
         return 0.5
-    return 0.0 if sequence[i - 1].state == "F" else 1.0
+    return 0.0 if _blocks(sequence[i - 1]) else 1.0
 
 
 def _ends_in_pass(sequence: list[_Observation], i: int) -> bool:
     """Last on its branch: isolated on the earlier side (or nothing before)."""
-    return i == 0 or sequence[i - 1].state != "F"
+    return i == 0 or not _blocks(sequence[i - 1])
 
 
 def _run_ref(run: RunMeta) -> dict[str, Any]:

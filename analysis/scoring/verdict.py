@@ -11,7 +11,7 @@ to update it from clean results without reading the history again.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,7 @@ from analysis.scoring.signals import Evidence, collect_evidence
 from analysis.scoring.status import TestStatus
 
 _EVIDENCE_KEPT = 5  # most recent events kept for the explanation
+_NOTES_KEPT = 3  # most recent failures put down to an incident, after the events
 _BRANCHES_KEPT = 5
 
 
@@ -59,6 +60,17 @@ def score_test(
 ) -> Verdict:
     """Score one test from all its results (any order) and the history around them."""
     return _verdict_of(collect_evidence(rows, context, settings), settings)
+
+
+def evidence_list(
+    events: Sequence[dict[str, Any]], notes: Sequence[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """What ``Verdict.evidence`` keeps: the most recent events, newest first, then the
+    most recent failures an incident explained (``incidents.incident_note``), newest first.
+
+    ``events`` and ``notes`` in time order.
+    """
+    return [*list(events[-_EVIDENCE_KEPT:])[::-1], *list(notes[-_NOTES_KEPT:])[::-1]]
 
 
 def status_without_streak(score: float, results: int, settings: ScoringSettings) -> TestStatus:
@@ -118,6 +130,7 @@ def _verdict_of(evidence: Evidence, settings: ScoringSettings) -> Verdict:
             },
             "fingerprints": evidence.fingerprints,
             "outage_failures": evidence.ignored,
+            "incidents": len(evidence.discounted),
             "skipped": evidence.skipped,
         }
     )
@@ -138,5 +151,5 @@ def _verdict_of(evidence: Evidence, settings: ScoringSettings) -> Verdict:
         last_failure_at=evidence.last_failure.started_iso if evidence.last_failure else None,
         latest_result_at=evidence.latest.started_iso if evidence.latest else None,
         components=components,
-        evidence=[e.detail for e in events[-_EVIDENCE_KEPT:]][::-1],
+        evidence=evidence_list([e.detail for e in events], evidence.discounted),
     )

@@ -299,6 +299,110 @@ OUTAGE_PROFILES = (
     ),
 )
 
+# A runner that dies or a service container that is down: most tests of one job attempt error
+# in setup with one of these (the first ones are what a dead service looks like from a test).
+INFRA_PROFILES = (
+    FailureProfile(
+        "ConnectionRefusedError",
+        "[Errno 111] Connection refused",
+        "sock.connect(sa)",
+        "java.net.ConnectException",
+        "Connection refused",
+    ),
+    FailureProfile(
+        "OSError",
+        "[Errno 28] No space left on device: '/tmp/pytest-of-runner/pytest-0/test_{order}0'",
+        "tmp_path = tmp_path_factory.mktemp(name)",
+        "java.io.IOException",
+        "No space left on device",
+    ),
+    FailureProfile(
+        "TimeoutError",
+        "timed out after {secs}s waiting for the service container on localhost:{port}",
+        "wait_for_port('localhost', {port}, timeout={secs})",
+        "org.testcontainers.containers.ContainerLaunchException",
+        "Timed out waiting for container port to open (localhost ports: [{port}] should be "
+        "listening)",
+        timeout=True,
+    ),
+    *OUTAGE_PROFILES,
+)
+# What the rest of a dying job's tests report: the same death, seen from elsewhere.
+INFRA_SECONDARY = (
+    FailureProfile(
+        "BrokenPipeError",
+        "[Errno 32] Broken pipe",
+        "self._sock.sendall(data)",
+        "java.net.SocketException",
+        "Broken pipe (Write failed)",
+    ),
+    FailureProfile(
+        "RuntimeError",
+        "Event loop is closed",
+        "loop.run_until_complete(fixture_setup)",
+        "java.lang.IllegalStateException",
+        "Shutdown in progress",
+    ),
+)
+# A noisy neighbour on the runner: tests time out together, killed by the per-test timeout.
+NEIGHBOUR_PROFILE = FailureProfile(
+    "Failed",
+    "Timeout >{secs}s",
+    "time.sleep(POLL_INTERVAL)",
+    "org.junit.runners.model.TestTimedOutException",
+    "test timed out after {secs} seconds",
+    timeout=True,
+)
+# Services some areas of the suite depend on: when one is down, only its tests fail.
+SERVICE_PROFILES: dict[str, FailureProfile] = {
+    "search": FailureProfile(
+        "elasticsearch.exceptions.ConnectionError",
+        "ConnectionError(<urllib3.connection.HTTPConnection object at 0x7f3a2c1d9e50>: Failed "
+        "to establish a new connection: [Errno 111] Connection refused)",
+        "hits = search_client.search(index='products', q=query)",
+        "co.elastic.clients.transport.TransportException",
+        "node: http://localhost:9200/, status: 503, [es/search] Failed: [connection_refused]",
+    ),
+    "cache": FailureProfile(
+        "redis.exceptions.ConnectionError",
+        "Error 111 connecting to localhost:6379. Connection refused.",
+        "cache.set(key, value, timeout=60)",
+        "io.lettuce.core.RedisConnectionException",
+        "Unable to connect to localhost/<unresolved>:6379",
+    ),
+    "emails": FailureProfile(
+        "smtplib.SMTPServerDisconnected",
+        "Connection unexpectedly closed",
+        "connection.send_messages([message])",
+        "org.springframework.mail.MailSendException",
+        "Mail server connection failed; nested exception is java.net.ConnectException: "
+        "Connection refused",
+    ),
+    "payments": FailureProfile(
+        "stripe.error.APIConnectionError",
+        "Unexpected error communicating with Stripe. If this problem persists, let us know at "
+        "support@stripe.com.",
+        "intent = stripe.PaymentIntent.create(amount=amount, currency='eur')",
+        "com.stripe.exception.ApiConnectionException",
+        "IOException during API request to Stripe (http://localhost:12111): Connection refused",
+    ),
+    "media": FailureProfile(
+        "botocore.exceptions.EndpointConnectionError",
+        'Could not connect to the endpoint URL: "http://localhost:9000/media"',
+        "storage.save(name, ContentFile(data))",
+        "software.amazon.awssdk.core.exception.SdkClientException",
+        "Unable to execute HTTP request: Connect to localhost:9000 failed: Connection refused",
+    ),
+}
+# Areas of AREAS whose tests use each service.
+SERVICE_AREAS: dict[str, tuple[str, ...]] = {
+    "search": ("search", "catalog", "recommendations", "feeds"),
+    "cache": ("cache", "sessions", "rate_limit", "tasks"),
+    "emails": ("emails", "notifications", "accounts"),
+    "payments": ("payments", "gift_cards", "subscriptions"),
+    "media": ("media", "invoices", "reports"),
+}
+
 
 def draw_values(rng: random.Random) -> dict[str, object]:
     """Fresh numbers for a failure message template (ids, timeouts, counts)."""

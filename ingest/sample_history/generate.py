@@ -29,20 +29,28 @@ from ingest.sample_history.render import (
     Writer,
 )
 from ingest.sample_history.timeline import Run, build_timeline
-from ingest.sample_history.truth import Behaviour, Plan, build_plan
+from ingest.sample_history.truth import Behaviour, Incident, Plan, build_plan
 
 _ABOUT = {
     "tests": "per test key 'classname::name': category, kind and parameters of its behaviour",
     "categories": "stable, flaky (random, job_specific, bursty, order_dependent), failing, "
-    "pr_broken, fixed_flake, skipped",
+    "pr_broken, fixed_flake, skipped; a test only infrastructure failed keeps its category",
     "jobs": "the matrix jobs a behaviour applies to; null for all",
     "rate": "chance to fail per result (bursty: outside bursts; order_dependent: share of "
     "commits it fails on, reproducibly)",
     "main_commit": "index of a commit on main (0 is the commit before the history); "
     "pull request runs count as based on the main commit current when they ran",
-    "observed": "results written and results with <failure>/<error> (infra outages included); "
-    "surefire: flaky_passes are results that passed on an in-run rerun",
-    "infra_outages": "run attempts where a share of one job's tests errored at once",
+    "fail_rate": "failing, pr_broken: chance each attempt fails while broken (below 1: broken "
+    "on most attempts, a re-run now and then passes)",
+    "observed": "results written and results with <failure>/<error> (infrastructure "
+    "included); infra_failures: those infrastructure caused; surefire: flaky_passes are "
+    "results that passed on an in-run rerun",
+    "infra_outages": "job attempts where infrastructure failed tests (first attempts; the "
+    "re-run passes): kind runner (a runner died or a service container was down: 10-100% "
+    "of the job's tests, mostly one error), noisy_neighbour (a few percent time out "
+    "together), outage (about an hour over several runs and jobs), partial (a service "
+    "the tests of some areas use was down); share: chance each test it reached failed; "
+    "tests_failed: how many did",
 }
 _JOB_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _REPO = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
@@ -149,6 +157,8 @@ class _History:
         self.layouts: dict[tuple[bool, ...], Layout] = {}
         self.reports: dict[tuple[bool, ...], int] = {}  # reports written per layout
         self.failures = [0] * len(plan.cases)
+        self.infra_failures = [0] * len(plan.cases)
+        self.incident_failures: dict[tuple[int, str], int] = {}  # (run seq, job)
         self.flaky_passes = [0] * len(plan.cases)
         self.files = self.results = self.report_bytes = 0
 
@@ -186,7 +196,7 @@ class _History:
     def write_run(self, run: Run) -> list[str]:
         lines = []
         started = run.started_at
-        outage = self.plan.outages.get(run.seq)
+        incidents = self.plan.outages.get(run.seq, [])
         for attempt in (1, 2, 3):
             entries, failed = [], False
             (self.out_dir / f"runs/{run.run_id}/{attempt}").mkdir(parents=True, exist_ok=True)
@@ -206,14 +216,18 @@ class _History:
                 "files": entries,
             }
             lines.append(json.dumps(record) + "\n")
-            # Infra outages are always re-run (if anything is); otherwise a failed attempt
-            # is re-run at the configured rate, a failed re-run at a quarter of it.
+            # Runs infrastructure broke are re-run (if anything is), once it is back;
+            # otherwise a failed attempt is re-run at the configured rate, a failed
+            # re-run at a quarter of it.
             rate = self.config.rerun_rate * (1 if attempt == 1 else 0.25)
-            if attempt == 1 and outage and rate:
+            if attempt == 1 and rate and any(incident.rerun for incident in incidents):
                 rate = 1.0
             if not failed or self.rng.random() >= rate:
                 break
             started += timedelta(minutes=round(self.rng.uniform(12, 90)))
+            back = [i.rerun_after for i in incidents if i.rerun_after is not None]
+            if attempt == 1 and back and started < max(back):
+                started = max(back).replace(microsecond=0)
         return lines
 
     def write_report(self, run: Run, attempt: int, job: str, started: datetime) -> tuple[str, bool]:
@@ -232,16 +246,9 @@ class _History:
                 pos = position[index]
                 parts[pos] = writer.failed(index, failed)
                 marks[pos] = "flaky" if failed.passed_on_rerun else "failure"
-        outage = self.plan.outages.get(run.seq)
-        if outage and attempt == 1 and job == outage.job:
-            for pos, index in enumerate(present):
-                if pos not in marks and index not in self.skipped and rng.random() < outage.share:
-                    seconds = rng.uniform(0.001, 0.05)
-                    failed = Failed("error", outage.profile, {}, seconds)
-                    if self.config.flavour == "surefire":
-                        failed = Failed("error", outage.profile, {}, seconds, SUREFIRE_RERUNS)
-                    parts[pos] = writer.failed(index, failed)
-                    marks[pos] = "error"
+        for incident in self.plan.outages.get(run.seq, []) if attempt == 1 else []:
+            if incident.job == job:
+                self._infra(run, incident, layout, parts, marks)
         for pos, mark in marks.items():
             if mark == "flaky":
                 self.flaky_passes[present[pos]] += 1
@@ -271,6 +278,39 @@ class _History:
         self.report_bytes += len(data)
         return path, any(mark != "flaky" for mark in marks.values())
 
+    def _infra(
+        self, run: Run, incident: Incident, layout: Layout, parts: list[str], marks: dict[int, str]
+    ) -> None:
+        """Fail the tests an incident reaches (not those that failed on their own already)."""
+        rng, values = self.rng, incident.values
+        reruns = SUREFIRE_RERUNS if self.config.flavour == "surefire" else 0  # all fail too
+        reached = (
+            layout.present
+            if incident.tests is None
+            else sorted(
+                incident.tests.intersection(layout.present), key=layout.position.__getitem__
+            )
+        )
+        hit = 0
+        for index in reached:
+            pos = layout.position[index]
+            if pos in marks or index in self.skipped or rng.random() >= incident.share:
+                continue
+            profile = incident.profile
+            if incident.secondary is not None and rng.random() < incident.secondary_share:
+                profile = incident.secondary
+            if profile.timeout:
+                seconds = float(values["secs"]) + rng.uniform(0.01, 0.4)  # type: ignore[arg-type]
+            else:
+                seconds = rng.uniform(0.001, 0.05)
+            failed = Failed(incident.element, profile, values, seconds, reruns)
+            parts[pos] = self.writer.failed(index, failed)
+            marks[pos] = incident.element
+            self.infra_failures[index] += 1
+            hit += 1
+        key = (run.seq, incident.job)
+        self.incident_failures[key] = self.incident_failures.get(key, 0) + hit
+
     def _failed(self, index: int, behaviour: Behaviour, retry_fails: float) -> Failed:
         rng = self.rng
         values = behaviour.values or draw_values(rng)
@@ -295,7 +335,11 @@ class _History:
         planned = self.plan.truth_tests
         tests = {}
         for index, case in enumerate(self.plan.cases):
-            observed = {"results": results[index], "failures": self.failures[index]}
+            observed = {
+                "results": results[index],
+                "failures": self.failures[index],
+                "infra_failures": self.infra_failures[index],
+            }
             if self.config.flavour == "surefire":
                 observed["flaky_passes"] = self.flaky_passes[index]
             tests[case.key] = {**planned[case.key], "observed": observed}
@@ -305,8 +349,16 @@ class _History:
             "config": config,
             "categories": sorted({entry["category"] for entry in tests.values()}),
             "tests": tests,
-            "infra_outages": self.plan.truth_outages,
+            "infra_outages": [
+                {**entry, "tests_failed": self.incident_failures.get((seq, entry["job"]), 0)}
+                for entry, seq in zip(self.plan.truth_outages, self._incident_seqs(), strict=True)
+            ],
         }
+
+    def _incident_seqs(self) -> list[int]:
+        """The run seq of each entry of ``Plan.truth_outages``, in the same order."""
+        outages = self.plan.outages
+        return [seq for seq in sorted(outages) for _ in outages[seq]]
 
 
 def _zip(docs: list[tuple[str, str]], when: datetime) -> bytes:

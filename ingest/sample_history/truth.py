@@ -3,10 +3,18 @@
 Every test gets a category: ``stable``; ``flaky`` (kinds ``random``, ``job_specific``,
 ``bursty`` — failing in clusters of runs — and ``order_dependent`` — failing reproducibly on
 some commits); ``failing`` (broken on ``main`` from one commit until a later fix, possibly in
-one matrix job only); ``pr_broken`` (broken on one pull request's commits, fixed before the
+one matrix job only, some of them broken on most attempts only, so that a re-run now and then
+happens to pass); ``pr_broken`` (broken on a pull request's first commits, fixed before the
 merge); ``fixed_flake`` (flaky until a fix lands on ``main``); ``skipped`` (always skipped).
-One test is renamed and a new module is added mid-history; a few runs suffer an infra outage
-in one job. :class:`Behaviour` decides, per run, job and test, whether the test fails.
+One test is renamed and a new module is added mid-history.
+
+Infrastructure fails tests too, whatever their category (:class:`Incident`): a runner dies or
+a service container is down (10% to 100% of one job's tests error in one attempt, mostly
+with one error, and the run is re-run), a noisy neighbour (a few percent of one job's tests
+time out together), an outage of about an hour over several runs and jobs, and a service
+that some tests use is down (a partial outage, a handful of tests with one error). A test
+only infrastructure hits keeps its category. :class:`Behaviour` decides, per run, job and
+test, whether the test fails for its own reasons.
 """
 
 from __future__ import annotations
@@ -15,13 +23,19 @@ import math
 import random
 import zlib
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from ingest.sample_history.catalogue import (
     BROKEN_PROFILES,
     FLAKY_PROFILES,
+    INFRA_PROFILES,
+    INFRA_SECONDARY,
     JOB_PROFILE,
+    NEIGHBOUR_PROFILE,
     OUTAGE_PROFILES,
     PR_PROFILE,
+    SERVICE_AREAS,
+    SERVICE_PROFILES,
     Case,
     FailureProfile,
     build_cases,
@@ -52,6 +66,7 @@ class Behaviour:
     window: tuple[int, int] = (0, 0)  # broken for main commits in [from, to)
     pr: int | None = None
     pr_fixed_commit: int = 0
+    fail_rate: float = 1.0  # broken, pr: chance each attempt fails while broken
     salt: str = ""
     values: dict[str, object] = field(default_factory=dict)  # fixed message of a hard failure
     skip_reason: str = ""
@@ -73,19 +88,37 @@ class Behaviour:
             hit = zlib.crc32(f"{run.sha}:{self.salt}".encode()) / 2**32 < self.rate
             return 1.0 if hit else None
         if kind == "broken":
-            return 1.0 if self.window[0] <= run.main < self.window[1] else None
+            return self._broken(rng) if self.window[0] <= run.main < self.window[1] else None
         if kind == "pr":
-            return 1.0 if run.pr == self.pr and run.pr_commit < self.pr_fixed_commit else None
+            broken = run.pr == self.pr and run.pr_commit < self.pr_fixed_commit
+            return self._broken(rng) if broken else None
         if kind == "fixed" and run.main < self.window[1] and rng.random() < self.rate:
             return self.rate
         return None
 
+    def _broken(self, rng: random.Random) -> float | None:
+        """Broken code fails every attempt, or (broken on most attempts) nearly every one."""
+        if self.fail_rate >= 1:
+            return 1.0
+        return self.fail_rate if rng.random() < self.fail_rate else None
+
 
 @dataclass(frozen=True)
-class Outage:
+class Incident:
+    """Infrastructure failing tests of one job in the first attempt of one run."""
+
+    kind: str  # runner | noisy_neighbour | outage | partial
     job: str
-    share: float  # chance each test of the job errors
-    profile: FailureProfile
+    share: float  # chance each test it reaches fails
+    profile: FailureProfile  # what most of them report
+    values: dict[str, object]  # the numbers in its messages
+    element: str = "error"  # error: setup failed; failure: the test itself timed out
+    secondary: FailureProfile | None = None  # what some of them report instead
+    secondary_share: float = 0.0
+    tests: frozenset[int] | None = None  # partial: the cases that use the service; None: all
+    service: str = ""
+    rerun: bool = True  # the run is re-run (in repositories that re-run at all)
+    rerun_after: datetime | None = None  # not before the outage is over
 
 
 @dataclass
@@ -93,9 +126,9 @@ class Plan:
     cases: list[Case]  # every distinct test, in report order
     behaviours: dict[int, Behaviour]  # by case index; stable tests have none
     present: list[tuple[int, int | None]]  # main commits [from, until) a case exists in
-    outages: dict[int, Outage]  # by run seq
+    outages: dict[int, list[Incident]]  # by run seq
     truth_tests: dict[str, dict[str, object]]  # ground truth per test key, as JSON
-    truth_outages: list[dict[str, object]]
+    truth_outages: list[dict[str, object]]  # one per incident, in run order
 
 
 def build_plan(
@@ -150,10 +183,10 @@ class _Planner:
         self.plan_fixed_flakes()
         self.plan_failing()
         self.plan_pr_broken()
-        outages = self.plan_outages()
         cases = sorted(
             (*self.base, self.renamed, *self.new), key=lambda c: (c.file, c.line, c.name)
         )
+        outages = self.plan_incidents(cases)
         behaviours = {i: self.by_key[c.key] for i, c in enumerate(cases) if c.key in self.by_key}
         present = [self.present[c.key] for c in cases]
         runs = self.timeline.runs
@@ -165,13 +198,16 @@ class _Planner:
             truth_tests=self.describe(cases, present),
             truth_outages=[
                 {
+                    "kind": incident.kind,
                     "run_id": runs[seq].run_id,
                     "run_attempt": 1,
-                    "job": outage.job,
-                    "share": outage.share,
-                    "message": self.message(outage.profile),
+                    "job": incident.job,
+                    "share": incident.share,
+                    "message": self.message(incident.profile),
+                    **({"service": incident.service} if incident.service else {}),
                 }
-                for seq, outage in outages.items()
+                for seq in sorted(outages)
+                for incident in outages[seq]
             ],
         )
 
@@ -235,32 +271,116 @@ class _Planner:
             self.used.update(group)
             profile = JOB_PROFILE if incident == 0 else rng.choice(BROKEN_PROFILES)
             values = draw_values(rng)
+            # Some breakages are races the change made likely, not certain: a re-run now
+            # and then happens to pass while the test is broken on most attempts.
+            fail_rate = 1.0 if incident == 0 or rng.random() < 0.6 else _mostly(rng)
             for i in group:
                 beh = Behaviour("failing", "broken", profile, window=(start, fixed), values=values)
                 beh.jobs = frozenset([self.jobs[-1]]) if incident == 0 else None
+                beh.fail_rate = fail_rate
                 self.by_key[base[i].key] = beh
             failing -= len(group)
             incident += 1
 
     def plan_pr_broken(self) -> None:
-        """A pull request's early commits break a test; a later commit fixes it before merge."""
+        """Pull requests whose early commits break a test; a later commit fixes it before merge."""
+        rng = self.rng
         merged = [pr for pr in self.timeline.prs if pr.merged_main is not None]
         prs = [p for p in merged[1:] if len(p.shas) >= 3] or [p for p in merged if len(p.shas) > 1]
         if not prs:
             raise ValueError("the history is too short for a pull request with a fix")
-        pr = self.rng.choice(prs)
-        beh = Behaviour("pr_broken", "pr", PR_PROFILE, pr=pr.number, values=draw_values(self.rng))
-        beh.pr_fixed_commit = self.rng.randint(min(2, len(pr.shas) - 1), len(pr.shas) - 1)
-        self.by_key[self.base[self.take()].key] = beh
+        for number, pr in enumerate(
+            rng.sample(prs, min(len(prs), max(1, round(self.tests / 200))))
+        ):
+            beh = Behaviour("pr_broken", "pr", PR_PROFILE, pr=pr.number, values=draw_values(rng))
+            beh.pr_fixed_commit = rng.randint(min(2, len(pr.shas) - 1), len(pr.shas) - 1)
+            beh.fail_rate = 1.0 if number == 0 or rng.random() < 0.5 else _mostly(rng)
+            self.by_key[self.base[self.take()].key] = beh
 
-    def plan_outages(self) -> dict[int, Outage]:
-        runs, rng = len(self.timeline.runs), self.rng
-        middle = range(runs // 10, runs - runs // 10)
-        outages = {}
-        for seq in sorted(rng.sample(middle, max(1, round(runs / 200)))):
-            share = round(rng.uniform(0.55, 0.9), 4)
-            outages[seq] = Outage(rng.choice(self.jobs), share, rng.choice(OUTAGE_PROFILES))
-        return outages
+    def plan_incidents(self, cases: list[Case]) -> dict[int, list[Incident]]:
+        """Infrastructure incidents, by run seq: every kind at least once, at its own rate."""
+        rng, runs, jobs = self.rng, self.timeline.runs, self.jobs
+        middle = list(range(len(runs) // 10, len(runs) - len(runs) // 10))
+        incidents: dict[int, list[Incident]] = {}
+        for _ in range(1 + len(runs) // 600):
+            self.plan_outage(incidents, middle)
+        free = [seq for seq in middle if seq not in incidents]
+        count = {
+            "runner": max(1, round(len(runs) / 60)),
+            "noisy_neighbour": max(1, round(len(runs) / 100)),
+            "partial": max(1, round(len(runs) / 75)),
+        }
+        chosen = rng.sample(free, min(len(free), sum(count.values())))
+        kinds = [kind for kind, n in count.items() for _ in range(n)]
+        # The same fragile service containers go down again and again.
+        fragile = self.service_groups(cases)
+        fragile = rng.sample(fragile, min(len(fragile), rng.randint(1, 2)))
+        for seq, kind in zip(chosen, kinds, strict=False):
+            job = rng.choice(jobs)
+            if kind == "runner":
+                incident = Incident(
+                    "runner", job, round(rng.uniform(0.1, 1.0), 4), rng.choice(INFRA_PROFILES),
+                    draw_values(rng), secondary=rng.choice(INFRA_SECONDARY),
+                    secondary_share=round(rng.uniform(0.0, 0.15), 4),
+                )  # fmt: skip
+            elif kind == "noisy_neighbour":
+                incident = Incident(
+                    "noisy_neighbour", job, round(rng.uniform(0.015, 0.05), 4), NEIGHBOUR_PROFILE,
+                    draw_values(rng), element="failure", secondary=FLAKY_PROFILES[3],
+                    secondary_share=0.2, rerun=False,
+                )  # fmt: skip
+            else:
+                service, tests = rng.choice(fragile)
+                incident = Incident(
+                    "partial", job, round(rng.uniform(0.6, 1.0), 4), SERVICE_PROFILES[service],
+                    draw_values(rng), tests=tests, service=service,
+                )  # fmt: skip
+            incidents.setdefault(seq, []).append(incident)
+        return incidents
+
+    def plan_outage(self, incidents: dict[int, list[Incident]], middle: list[int]) -> None:
+        """About an hour in which every run's jobs (most of them) lose a service."""
+        rng, runs = self.rng, self.timeline.runs
+        minutes = rng.uniform(50, 80)
+        for _ in range(20):  # an hour that holds several runs
+            first = rng.choice(middle)
+            end = runs[first].started_at + timedelta(minutes=minutes)
+            window = [s for s in range(first, len(runs)) if runs[s].started_at < end]
+            if len(window) >= 2 and not any(s in incidents for s in window):
+                break
+        jobs = [job for job in self.jobs if rng.random() < 0.8] or [rng.choice(self.jobs)]
+        profile, values = rng.choice(OUTAGE_PROFILES), draw_values(rng)
+        after = end + timedelta(minutes=rng.uniform(5, 40))
+        for seq in window:
+            if seq in incidents:
+                continue
+            incidents[seq] = [
+                Incident(
+                    "outage",
+                    job,
+                    round(rng.uniform(0.3, 0.95), 4),
+                    profile,
+                    values,
+                    rerun_after=after,
+                )
+                for job in jobs
+            ]
+
+    def service_groups(self, cases: list[Case]) -> list[tuple[str, frozenset[int]]]:
+        """Services with the cases that use one: the tests of one area that depends on it (a
+        handful, at least three when the suite has that many)."""
+        groups = []
+        for service, areas in SERVICE_AREAS.items():
+            for area in areas:
+                marks = (f"test_{area}.", f".{area.replace('_', '')}.")
+                tests = frozenset(
+                    i
+                    for i, case in enumerate(cases)
+                    if any(m in case.file or m in f".{case.classname}." for m in marks)
+                )
+                groups.append((service, tests))
+        usable = [group for group in groups if len(group[1]) >= 3]
+        return usable or [max(groups, key=lambda group: len(group[1]))]
 
     def message(self, profile: FailureProfile) -> str:
         """The failure as this flavour reports it (templates left unfilled)."""
@@ -322,6 +442,7 @@ class _Planner:
                 self.commit(beh.window[0]),
                 self.commit(beh.window[1]),
             )
+            out["fail_rate"] = beh.fail_rate
         elif beh.kind == "fixed":
             out["fixed_in"] = self.commit(beh.window[1])
         elif beh.kind == "pr":
@@ -329,7 +450,13 @@ class _Planner:
             out["pr"], out["branch"] = pr.number, pr.branch
             out["broken_shas"] = pr.shas[: beh.pr_fixed_commit]
             out["fixed_sha"] = pr.shas[beh.pr_fixed_commit]
+            out["fail_rate"] = beh.fail_rate
         return out
+
+
+def _mostly(rng: random.Random) -> float:
+    """The failure rate of code broken on most attempts."""
+    return round(rng.uniform(0.9, 0.97), 4)
 
 
 def _burst(rng: random.Random, runs: int) -> tuple[int, int]:

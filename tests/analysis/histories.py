@@ -2,7 +2,8 @@
 
 ``History`` lays runs out in time order (35 minutes apart), each with the test's
 outcome per job, and fills the job loads a real import would have counted: a
-suite of ``suite`` tests, of which ``other_failures`` others failed in that job.
+suite of ``suite`` tests, of which ``other_failures`` others failed in that job,
+and the most common failure fingerprints (``fingerprints``, else the test's own).
 """
 
 from __future__ import annotations
@@ -47,8 +48,14 @@ class History:
         run_id: int | None = None,
         other_failures: int = 0,
         flaky_reruns: int = 0,
+        fingerprint: str = "ab12" * 4,
+        fingerprints: tuple[tuple[str, int], ...] | None = None,
     ) -> RunMeta:
-        """Add a run attempt; ``outcomes`` per job ("p", "f", "e", "s", or a list for in-run repeats)."""
+        """Add a run attempt; ``outcomes`` per job ("p", "f", "e", "s", or a list for in-run repeats).
+
+        The test fails with ``fingerprint``; ``fingerprints`` is what the job load
+        counted (default: the test's own failures only).
+        """
         if isinstance(outcomes, str):
             outcomes = {"linux": outcomes}
         pk = len(self.runs) + 1
@@ -83,10 +90,13 @@ class History:
                         job,
                         flaky_reruns if outcome == "passed" else 0,
                         0,
-                        "ab12" * 4 if outcome in ("failed", "error") else "",
+                        fingerprint if outcome in ("failed", "error") else "",
                     )
                 )
-            self.loads[(pk, job)] = JobLoad(self.suite, failed_here + other_failures)
+            counted = fingerprints
+            if counted is None:
+                counted = ((fingerprint, failed_here),) if failed_here else ()
+            self.loads[(pk, job)] = JobLoad(self.suite, failed_here + other_failures, counted)
         return meta
 
     def runs_of(self, pattern: str, **kwargs: object) -> None:

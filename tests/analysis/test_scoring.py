@@ -7,10 +7,17 @@ import random
 import pytest
 
 from analysis.scoring import (
+    HistoryContext,
+    ResultGroup,
     ScoringSettings,
     TestStatus,
+    Verdict,
     advance_clean,
     describe_event,
+    incident_at,
+    list_incidents,
+    quiet_tally,
+    quiet_verdict,
     score_test,
 )
 from tests.analysis.histories import History, random_flake
@@ -89,6 +96,167 @@ def test_a_few_other_failures_in_the_job_only_discount_the_evidence() -> None:
         history.run("p", sha=failed.sha, run_id=failed.run_id, attempt=2)
     assert alone.verdict().components["same_commit"]["evidence"] == pytest.approx(1.0)
     assert 0 < crowded.verdict().components["same_commit"]["evidence"] < 0.5
+
+
+# --- infrastructure incidents -----------------------------------------------------
+
+
+def test_a_job_attempt_where_a_quarter_of_the_tests_failed_explains_each_failure() -> None:
+    # A runner died: 10 of a job's 40 tests errored, mostly with one error, and the
+    # re-run passed. Too few for the outage discount alone; a share of the job.
+    history = History(suite=40)
+    history.runs_of("p" * 30)
+    dead = history.run(
+        "e", other_failures=9, fingerprint="refused", fingerprints=(("refused", 8), ("pipe", 2))
+    )
+    history.run("p", sha=dead.sha, run_id=dead.run_id, attempt=2)
+    history.runs_of("p" * 10)
+    verdict = history.verdict()
+    assert verdict.status == TestStatus.STABLE
+    assert verdict.score == 0.0
+    assert verdict.components["same_commit"]["events"] == 0
+    assert verdict.components["outage_failures"] == 1
+    (note,) = verdict.evidence
+    assert describe_event(note) == (
+        f"failed with 9 other tests in linux, run {dead.run_id} attempt 1 ({dead.sha[:7]}): "
+        "infrastructure, not counted"
+    )
+    (incident,) = list_incidents(history.context(), ScoringSettings(), history.runs)
+    assert (incident.run_pk, incident.failures, incident.results) == (dead.pk, 10, 40)
+    assert incident.rule == "co-failure, shared fingerprint"
+
+
+def test_a_service_down_for_a_few_tests_is_found_by_their_shared_error() -> None:
+    # A job that usually fails 8 tests (a large suite) loses Redis: 5 more fail,
+    # all with one error. Fewer than the usual count; the fingerprint tells.
+    def job(own: str) -> History:
+        history = History(suite=400)
+        for _ in range(30):
+            history.run("p", other_failures=8, fingerprints=(("a", 1), ("b", 1), ("c", 1)))
+        hit = history.run(
+            "e", other_failures=12, fingerprint=own, fingerprints=(("redis", 5), ("a", 1))
+        )
+        history.run("p", sha=hit.sha, run_id=hit.run_id, attempt=2, other_failures=8)
+        history.runs_of("p" * 10, other_failures=8)
+        return history
+
+    outage = job("redis").verdict()
+    assert outage.status == TestStatus.STABLE and outage.score == 0.0
+    assert "with the same error" in describe_event(outage.evidence[0])
+    # A test that failed for its own reasons in the same attempt still flipped.
+    flaky = job("own").verdict()
+    assert flaky.components["same_commit"]["events"] == 1
+
+
+def test_a_regression_failing_several_tests_with_one_error_is_failing_not_an_incident() -> None:
+    # The same error on consecutive commits is a breakage: only its first commit
+    # looks like an incident, and the streak after it is the test's.
+    history = History()
+    history.runs_of("p" * 30)
+    for _ in range(6):
+        history.run("f", other_failures=4, fingerprint="keyerror", fingerprints=(("keyerror", 5),))
+    verdict = history.verdict()
+    assert verdict.status == TestStatus.FAILING
+    assert verdict.components["failing"][0]["commits"] == 5
+    assert len(list_incidents(history.context(), ScoringSettings(), history.runs)) == 1
+
+
+def test_the_same_error_on_the_same_commit_again_is_no_incident() -> None:
+    history = History()
+    history.runs_of("p" * 30)
+    first = history.run("f", other_failures=4, fingerprint="x", fingerprints=(("x", 5),))
+    context = history.context()
+    assert incident_at(context, ScoringSettings(), first.pk, "linux") is not None
+    history.run(
+        "f", sha=first.sha, run_id=first.run_id, attempt=2, other_failures=4,
+        fingerprint="x", fingerprints=(("x", 5),),
+    )  # fmt: skip
+    assert incident_at(history.context(), ScoringSettings(), first.pk, "linux") is None
+
+
+def test_without_its_fingerprint_a_failure_is_quiet_only_in_a_co_failure() -> None:
+    history = History()
+    history.runs_of("p" * 30)
+    shared = history.run("f", other_failures=4, fingerprint="x", fingerprints=(("x", 5),))
+    mass = history.run("f", other_failures=150)
+    context, settings = history.context(), ScoringSettings()
+    assert quiet_tally([ResultGroup("failed", "linux", shared.pk)], context, settings) is None
+    with_it = quiet_tally(
+        [ResultGroup("failed", "linux", shared.pk, fingerprint="x")], context, settings
+    )
+    assert with_it is not None and with_it.ignored_failures == 1
+    quiet = quiet_tally([ResultGroup("failed", "linux", mass.pk)], context, settings)
+    assert quiet is not None and quiet.ignored_failures == 1
+    assert describe_event(quiet.discounted[0]).startswith("failed with 150 other tests in linux")
+
+
+# --- broken is not flaky -------------------------------------------------------
+
+
+def test_broken_on_most_attempts_is_failing_even_when_a_rerun_happens_to_pass() -> None:
+    history = History()
+    history.runs_of("p" * 30)
+    for n in range(8):
+        first = history.run("f")
+        if n in (2, 5):  # two broken commits are re-run, and the re-runs happen to pass
+            history.run("p", sha=first.sha, run_id=first.run_id, attempt=2)
+    broken = history.verdict()
+    assert broken.status == TestStatus.FAILING
+    assert broken.components["failing"][0]["commits"] == 8
+    assert broken.components["same_commit"]["events"] == 0
+    history.runs_of("p" * 10)
+    fixed = history.verdict()
+    assert fixed.status == TestStatus.STABLE
+    assert fixed.score == 0.0
+
+
+def test_broken_on_a_pull_request_whose_rerun_passed_is_not_flaky() -> None:
+    history = History()
+    history.runs_of("p" * 30)
+    history.run("f", branch="feature/cart", event="pull_request")
+    history.run("p")
+    second = history.run("f", branch="feature/cart", event="pull_request")
+    history.run(
+        "p", sha=second.sha, run_id=second.run_id, attempt=2, branch="feature/cart",
+        event="pull_request",
+    )  # fmt: skip
+    history.run("p")
+    history.run("p", branch="feature/cart", event="pull_request")  # the fix
+    history.runs_of("p" * 20)
+    verdict = history.verdict()
+    assert verdict.status == TestStatus.STABLE
+    assert verdict.score == 0.0
+
+
+def test_in_run_reruns_passing_while_the_test_is_broken_are_not_flaky() -> None:
+    # Surefire reruns a failure twice; on a broken test one rerun passes now and then.
+    history = History()
+    history.runs_of("p" * 30)
+    for n in range(8):
+        history.run("p", flaky_reruns=1) if n in (1, 4) else history.run("f")
+    verdict = history.verdict()
+    assert verdict.status == TestStatus.FAILING
+    assert verdict.components["rerun"]["events"] == 0
+    # A breakage whose first commit only failed before its rerun passed.
+    history.runs_of("p" * 30)
+    since = history.run("p", flaky_reruns=1)
+    history.runs_of("fff")
+    verdict = history.verdict()
+    assert verdict.status == TestStatus.FAILING
+    assert verdict.components["failing"][0]["since"] == since.started_iso
+
+
+def test_a_frequent_flake_failing_on_some_attempts_of_consecutive_commits_is_still_flaky() -> None:
+    history = History()
+    history.runs_of("p" * 30)
+    for mark in "fpfpfppf":  # a bad stretch: half the commits fail, re-runs pass
+        first = history.run(mark)
+        if mark == "f":
+            history.run("p", sha=first.sha, run_id=first.run_id, attempt=2)
+    history.runs_of("p" * 5)
+    verdict = history.verdict()
+    assert verdict.status == TestStatus.FLAKY
+    assert verdict.components["same_commit"]["events"] == 4
 
 
 # --- what must be caught -------------------------------------------------------
@@ -271,6 +439,108 @@ def test_clean_results_advance_a_verdict_like_a_full_rescore() -> None:
     assert advanced.status == full.status
 
 
+def _replayed_like_analyze_run(history: History, settings: ScoringSettings) -> Verdict:
+    """The verdict the services keep, run after run: advanced from quiet results, else rescored."""
+    verdict: Verdict | None = None
+    for pk in sorted(history.runs):
+        run = history.runs[pk]
+        context = HistoryContext(
+            runs={p: m for p, m in history.runs.items() if p <= pk},
+            loads={key: load for key, load in history.loads.items() if key[0] <= pk},
+        )
+        context.usual_failures = HistoryContext.usual_failures_from(context.loads.items())
+        groups = [
+            ResultGroup(row.outcome, row.job, pk, 1, row.flaky_reruns)
+            for row in history.rows
+            if row.run_pk == pk
+        ]
+        quiet = quiet_tally(groups, context, settings)
+        failed_before = any(
+            row.outcome in ("failed", "error") and history.runs[row.run_pk].sha == run.sha
+            for row in history.rows
+            if row.run_pk < pk
+        )
+        if (
+            verdict is None
+            or verdict.pending
+            or run.branch in verdict.components.get("pending_branches", ())
+            or quiet is None
+            or failed_before
+        ):
+            rows = [row for row in history.rows if row.run_pk <= pk]
+            verdict = score_test(rows, context, settings)
+        else:
+            verdict = advance_clean(
+                verdict,
+                passes=quiet.passes,
+                skipped=quiet.skipped,
+                ignored_failures=quiet.ignored_failures,
+                latest_result_at=run.started_iso,
+                settings=settings,
+                discounted=quiet.discounted,
+            )
+    assert verdict is not None
+    return verdict
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_quiet_results_with_incidents_advance_a_verdict_like_a_full_rescore(seed: int) -> None:
+    # A flake, a mostly-broken stretch, and incidents of both kinds in between.
+    rng = random.Random(seed)
+    history = History()
+    for n in range(220):
+        if n % 37 == 5:
+            hit = history.run("e", other_failures=150)  # a runner died
+        elif n % 41 == 9:
+            hit = history.run(
+                "e", other_failures=4, fingerprint="redis", fingerprints=(("redis", 5),)
+            )
+        elif 100 <= n < 108:
+            hit = history.run("f" if rng.random() < 0.9 else "p")
+        else:
+            hit = history.run("f" if rng.random() < 0.08 else "p")
+        if rng.random() < 0.3:
+            history.run(
+                "f" if rng.random() < 0.08 else "p", sha=hit.sha, run_id=hit.run_id, attempt=2
+            )
+    settings = ScoringSettings()
+    full = history.verdict(settings)
+    replayed = _replayed_like_analyze_run(history, settings)
+    assert (replayed.status, replayed.results, replayed.failures, replayed.clean_since) == (
+        full.status, full.results, full.failures, full.clean_since,
+    )  # fmt: skip
+    assert replayed.score == pytest.approx(full.score, abs=1e-6)
+    assert replayed.evidence == full.evidence
+    assert replayed.components["outage_failures"] == full.components["outage_failures"]
+    assert replayed.components["incidents"] == full.components["incidents"]
+
+
+def test_a_test_only_incidents_failed_has_the_same_verdict_either_way() -> None:
+    history = History()
+    history.runs_of("p" * 20)
+    history.run("e", other_failures=150)
+    history.runs_of("p" * 5)
+    history.run("e", other_failures=150)
+    history.runs_of("p" * 5)
+    context, settings = history.context(), ScoringSettings()
+    groups = [ResultGroup(r.outcome, r.job, r.run_pk) for r in history.rows]
+    quiet = quiet_tally(groups, context, settings)
+    assert quiet is not None
+    summary = quiet_verdict(
+        results=quiet.results,
+        failures=quiet.ignored_failures,
+        skipped=quiet.skipped,
+        latest_result_at=history.runs[max(history.runs)].started_iso,
+        settings=settings,
+        discounted=quiet.discounted,
+    )
+    full = history.verdict(settings)
+    assert (summary.status, summary.score, summary.results, summary.failures) == (
+        full.status, full.score, full.results, full.failures,
+    )  # fmt: skip
+    assert summary.evidence == full.evidence and len(full.evidence) == 2
+
+
 def test_a_failure_without_a_next_run_is_pending() -> None:
     history = History()
     history.runs_of("p" * 20 + "f")
@@ -285,6 +555,8 @@ def test_a_failure_without_a_next_run_is_pending() -> None:
         ({"min_results": 2.5}, "must be a whole number"),
         ({"same_commit_weight": "high"}, "must be a number"),
         ({"min_half_life": 900}, "min_half_life must be at least 1 and at most max_half_life"),
+        ({"incident_min_tests": 1}, "incident_min_tests must be at least 2"),
+        ({"breakage_share": 0}, "breakage_share must be above 0"),
     ],
 )
 def test_bad_scoring_settings_are_refused_by_name(overrides: dict, message: str) -> None:

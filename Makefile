@@ -32,10 +32,13 @@ test: $(STAMP)  ## Run the whole suite against throwaway PostgreSQL and Redis
 conformance: $(STAMP)  ## Check parse_junit against the JUnit corpus (FLAKEGUARD_JUNIT_CORPUS, default ../shared/junit-corpus)
 	$(PY) scripts/conformance.py
 
-bench: $(STAMP)  ## Parser throughput and memory; import rate vs raw COPY; recompute and analyze times
+bench: $(STAMP)  ## Parser throughput and memory; import rate vs raw COPY; recompute, analyze and whole-command rates
 	$(PY) -m bench.parser
 	scripts/with-services.sh $(PY) -m bench.ingest
 	scripts/with-services.sh $(PY) -m bench.analysis
+	WITH_SERVICES_DURABLE=1 scripts/with-services.sh $(PY) -m bench.analysis \
+		--tests 1000 --runs 10 --rounds 1 --analyze-tests 500000 --analyze-runs 5
+	WITH_SERVICES_DURABLE=1 scripts/with-services.sh $(PY) -m bench.command
 
 lint: $(STAMP)  ## ruff lint and format check, import layers, types of the pure cores
 	$(VENV)/bin/ruff check .

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs a command with throwaway PostgreSQL and Redis servers.
+# Runs a command with throwaway PostgreSQL and Redis servers (WITH_SERVICES_DURABLE=1: a
+# PostgreSQL that syncs to disk as production does, for benchmarks).
 #
 # Installs postgresql and redis-server with apt-get when they are missing,
 # starts both on free loopback ports in a temporary folder (PostgreSQL as an
@@ -61,9 +62,12 @@ trap cleanup EXIT INT TERM
 
 log "starting PostgreSQL ($PG_BIN) on port $PG_PORT"
 "${RUN_AS[@]}" "$PG_BIN/initdb" -D "$WORK/pg/data" -U flakeguard --auth=trust -E UTF8 --no-sync >/dev/null
-# Throwaway data: durability settings off for speed.
+# Throwaway data: durability settings off for speed, unless WITH_SERVICES_DURABLE=1
+# asks for a server that syncs as production does (benchmarks).
+DURABILITY="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+if [ "${WITH_SERVICES_DURABLE:-}" = 1 ]; then DURABILITY=""; log "PostgreSQL with production durability"; fi
 "${RUN_AS[@]}" "$PG_BIN/pg_ctl" -D "$WORK/pg/data" -l "$WORK/pg/server.log" -w -t 60 \
-    -o "-p $PG_PORT -k $WORK/pg -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c shared_buffers=256MB" \
+    -o "-p $PG_PORT -k $WORK/pg -c listen_addresses=127.0.0.1 $DURABILITY -c max_connections=200 -c shared_buffers=256MB" \
     start >/dev/null
 "$PG_BIN/createdb" -h 127.0.0.1 -p "$PG_PORT" -U flakeguard flakeguard
 

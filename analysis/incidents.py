@@ -75,7 +75,11 @@ def record_incidents(
                 usual_failures=incident.usual,
                 rule=incident.rule,
                 fingerprints=[
-                    {"fingerprint": fingerprint, "tests": count, "shared": fingerprint in shared}
+                    {
+                        "fingerprint": fingerprint,
+                        "tests": count,
+                        "marks_incident": fingerprint in shared,
+                    }
                     for fingerprint, count in incident.fingerprints
                 ],
                 recorded_at=now,

@@ -114,7 +114,8 @@ class Incident(models.Model):
     usual_failures = models.FloatField(default=0.0)
     # co-failure | shared fingerprint | co-failure, shared fingerprint
     rule = models.CharField(max_length=40)
-    # [{"fingerprint": ..., "tests": n, "shared": bool}], most common first.
+    # [{"fingerprint": ..., "tests": n, "marks_incident": bool}], most common first:
+    # marks_incident when the fingerprint alone makes the incident (shared by many tests).
     fingerprints = models.JSONField(default=list, blank=True)
     recorded_at = models.DateTimeField(auto_now=True)
 

@@ -71,7 +71,7 @@ def test_record_incidents_keeps_one_row_per_job_attempt_with_its_figures(tmp_pat
     assert incident.usual_failures == 0.0
     assert incident.rule == "co-failure, shared fingerprint"
     assert incident.fingerprints == [
-        {"fingerprint": run.job_fingerprints["linux"][0][0], "tests": 10, "shared": True}
+        {"fingerprint": run.job_fingerprints["linux"][0][0], "tests": 10, "marks_incident": True}
     ]
 
 

@@ -385,8 +385,15 @@ def _synthesize(name: str, *, tests: int, runs: int, seed: float, extra_runs: in
 
 
 def _store_runs(repository_pk: int, first: int, last: int) -> int:
-    """Store planned runs ``first``..``last`` with their results and job loads; returns results."""
+    """Store planned runs ``first``..``last`` with their results, job loads and fingerprints.
+
+    Returns the results stored. Fingerprints per job are counted once here, as
+    the import counts them, so that scoring reads them rather than the results.
+    """
     from django.db import connection
+
+    from ingest import bulk
+    from ingest.models import WorkflowRun
 
     params = {
         "repository": repository_pk,
@@ -398,7 +405,16 @@ def _store_runs(repository_pk: int, first: int, last: int) -> int:
         cursor.execute(_STORE_RUNS, params)
         cursor.execute(_LINK_RUNS, params)
         cursor.execute(_STORE_RESULTS, params)
-        return sum(results for (results,) in cursor.fetchall())
+        results = sum(results for (results,) in cursor.fetchall())
+    fresh = list(
+        WorkflowRun.objects.filter(
+            repository_id=repository_pk, job_fingerprints__isnull=True
+        ).values_list("pk", flat=True)
+    )
+    counted = bulk.count_job_fingerprints(fresh)
+    for run_pk in fresh:
+        WorkflowRun.objects.filter(pk=run_pk).update(job_fingerprints=counted.get(run_pk, {}))
+    return results
 
 
 def _store_new_run(history: History) -> tuple[int, int]:

@@ -15,7 +15,7 @@ table has for exactly this.
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterable, Iterator
+from collections.abc import Collection, Container, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,20 +148,18 @@ class TestSummary:
     latest_run: int
 
 
-def summarize_tests(repository: Repository, first_pk: int, last_pk: int) -> dict[int, TestSummary]:
-    """Summaries of the tests with pk in [first_pk, last_pk], over the analyzed runs, in one pass.
+def summarize_tests(runs: Collection[int], first_pk: int, last_pk: int) -> dict[int, TestSummary]:
+    """Summaries of the tests with pk in [first_pk, last_pk], over ``runs``, in one pass.
 
+    ``runs`` is the context's runs, as for ``iter_histories``: the boundary the
+    caller read under the analysis lock, so a run stored since is left out.
     Results are counted per test, outcome and job, and failures per run as well
     (whether a failure is an outage casualty depends on its run), so a test
     comes back as a handful of groups however long its history.
     """
     table = TestResult._meta.db_table
-    runs = WorkflowRun._meta.db_table
-    where = (
-        "test_id >= %s AND test_id <= %s AND run_id IN "
-        f"(SELECT id FROM {runs} WHERE repository_id = %s AND analyzed_at IS NOT NULL)"
-    )
-    params: list[object] = [first_pk, last_pk, repository.pk]
+    where = "test_id >= %s AND test_id <= %s AND run_id = ANY(%s)"
+    params: list[object] = [first_pk, last_pk, sorted(runs)]
     failure_run = f"CASE WHEN {outcome_in_sql()} THEN run_id END"
     summaries: dict[int, TestSummary] = {}
     with connection.cursor() as cursor:

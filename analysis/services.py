@@ -354,7 +354,7 @@ def _score_batch(
 ) -> list[tuple[int, Verdict]]:
     """Verdicts for a batch of tests: a summary pass for all, full histories for the few that failed."""
     context = loading.load_context(repository)
-    summaries = loading.summarize_tests(repository, test_pks[0], test_pks[-1])
+    summaries = loading.summarize_tests(context.runs, test_pks[0], test_pks[-1])
     verdicts: list[tuple[int, Verdict]] = []
     full: list[int] = []
     for test_pk, summary in summaries.items():

@@ -141,7 +141,7 @@ def apply_quiet_tests_in_bulk(
     min_results: int,
     min_half_life: float,
 ) -> tuple[int, int, list[int]]:
-    """Apply a run to its tests that add no evidence and have none, in three statements.
+    """Apply a run to its tests that add no evidence and have none, in a few set-based statements.
 
     Most tests of a run only passed (or were skipped) and have never had
     evidence: their verdict is new or stable by their count of results and

@@ -40,7 +40,6 @@ class JobType:
 
 
 _TYPES: dict[str, JobType] = {}
-_QUEUE_OF_TASK: dict[str, Queue] = {}
 
 
 class UnknownJobKind(LookupError):
@@ -64,7 +63,6 @@ def job_task(kind: str, *, queue: Queue) -> Callable[[JobService], JobService]:
         run.__doc__ = f"Run job ``{kind}`` {{job_id}} with {service.__module__}.{service.__name__}."
         task = shared_task(name=f"{app_label}.{kind}", ignore_result=True)(run)
         _TYPES[kind] = JobType(kind=kind, queue=queue, task=task, service=service)
-        _QUEUE_OF_TASK[task.name] = queue
         return service
 
     return declare
@@ -92,5 +90,7 @@ def route_task(
     (``celery call``, Flower's "apply"), which would otherwise land on the
     default queue.
     """
-    queue = _QUEUE_OF_TASK.get(name)
-    return {"queue": queue.value} if queue else None
+    for declared in _TYPES.values():
+        if declared.task_name == name:
+            return {"queue": declared.queue.value}
+    return None

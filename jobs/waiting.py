@@ -4,7 +4,6 @@ A command that queued jobs for the workers (an import, a recompute, a
 backfill) polls their rows, reports their progress as it moves, says what it
 is waiting for when nothing moved for a while, and carries on through a
 database blip instead of dying with a traceback while the workers work on.
-On the embedded default, where no worker exists, it runs the due jobs itself.
 """
 
 from __future__ import annotations
@@ -14,9 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from django.db import InterfaceError, OperationalError, close_old_connections
-from django.utils import timezone
 
-from jobs.dispatch import drain_jobs
 from jobs.models import Job, JobState
 
 logger = logging.getLogger(__name__)
@@ -31,15 +28,13 @@ def wait_for_jobs(
     *,
     on_update: JobsSeen | None = None,
     on_quiet: Callable[[int], None] | None = None,
-    run_here: bool = False,
     poll_seconds: float = 0.5,
     quiet_seconds: float = 30.0,
 ) -> dict[int, Job]:
     """Poll the jobs until each has succeeded or died; returns them as last read.
 
     ``on_update(jobs)`` is called after every read, ``on_quiet(outstanding)``
-    when nothing changed for ``quiet_seconds``. With ``run_here`` the due jobs
-    are run in this process (and a job paused until later is waited for).
+    when nothing changed for ``quiet_seconds``.
     """
     ids = list(ids)
     last_seen: object = None
@@ -64,11 +59,4 @@ def wait_for_jobs(
         elif on_quiet and time.monotonic() - last_change > quiet_seconds:
             on_quiet(len(unfinished))
             last_change = time.monotonic()
-        if run_here and drain_jobs():
-            continue
-        wait = poll_seconds
-        if run_here:
-            # Nothing was due: sleep until the first of ours is (a rate-limit pause).
-            due = min(job.next_attempt_at for job in unfinished)
-            wait = min(5.0, max(poll_seconds, (due - timezone.now()).total_seconds()))
-        time.sleep(wait)
+        time.sleep(poll_seconds)

@@ -6,15 +6,26 @@ import sys
 from typing import Any, TextIO
 
 from django.conf import settings
+from django.core.management.base import CommandError
 from tqdm import tqdm
 
-from jobs.models import Job
+from jobs.models import Job, JobState
 from jobs.waiting import wait_for_jobs
 from polling.backfill import run_backfill_here
 
 
 def follow_backfill(job: Job, *, stderr: TextIO | None = None) -> Job:
-    """Show the backfill's progress until it ends; on the embedded default, run it here."""
+    """Show the backfill's progress until it succeeds; on the embedded default, run it here.
+
+    Raises CommandError with the job's error when it ends dead.
+    """
+    job = _follow(job, stderr=stderr)
+    if job.state == JobState.DEAD:
+        raise CommandError(f"backfill failed (job {job.pk}): {job.last_error[-500:]}")
+    return job
+
+
+def _follow(job: Job, *, stderr: TextIO | None) -> Job:
     with tqdm(total=0, unit="run", file=stderr or sys.stderr, desc="history") as bar:
 
         def show(progress: dict[str, Any]) -> None:

@@ -4,7 +4,7 @@ A newly added repository brings its history: the last ``FLAKEGUARD_BACKFILL_DAYS
 of runs (30 by default) are imported and scored, so its flaky tests show the
 same day. On the embedded default that happens here, with a progress bar on
 stderr; with a broker it is queued as a backfill job on the polling queue and
-the command returns (``manage.py backfill`` follows one). ``--no-backfill``
+the command returns with the job's id. ``--no-backfill``
 registers the repository alone.
 """
 
@@ -16,7 +16,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from jobs.dispatch import defer_eager_dispatch
-from jobs.models import JobKind, JobState
+from jobs.models import JobKind
 from polling.management.progress import follow_backfill
 from polling.models import GitHubSettings
 from polling.repositories import add_repository
@@ -70,10 +70,7 @@ class Command(BaseCommand):
                 f"backfill of the last {backfill.payload['days']} days queued as job {backfill.pk}"
             )
             return
-        job = follow_backfill(backfill, stderr=self.stderr)
-        if job.state == JobState.DEAD:
-            raise CommandError(f"backfill failed (job {job.pk}): {job.last_error[-500:]}")
-        result = job.result
+        result = follow_backfill(backfill, stderr=self.stderr).result
         self.stdout.write(
             f"history since {result['since'][:10]}: {result['run_attempts']} run attempts, "
             f"{result['imported']} imported, {result['results_stored']:,} results"

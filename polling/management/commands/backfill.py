@@ -17,7 +17,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from ingest.models import Repository
 from ingest.timestamps import parse_timestamp
 from jobs.dispatch import defer_eager_dispatch
-from jobs.models import JobKind, JobState
+from jobs.models import JobKind
 from polling.backfill import enqueue_backfill
 from polling.management.progress import follow_backfill
 
@@ -57,10 +57,7 @@ class Command(BaseCommand):
         self.stderr.write(f"backfill of {repository.full_name} {scope}: job {job.pk}")
         if options["no_wait"] and not settings.CELERY_TASK_ALWAYS_EAGER:
             return
-        job = follow_backfill(job, stderr=self.stderr)
-        if job.state == JobState.DEAD:
-            raise CommandError(f"backfill failed (job {job.pk}): {job.last_error[-500:]}")
-        result = job.result
+        result = follow_backfill(job, stderr=self.stderr).result
         self.stdout.write(
             f"{result['repository']}: {result['run_attempts']} run attempts since "
             f"{result['since'][:10]}, {result['imported']} imported, "

@@ -135,6 +135,8 @@ def apply_quiet_tests_in_bulk(
     *,
     run_pk: int,
     repository_id: int,
+    after_test: int,
+    upto_test: int,
     branch: str,
     started_at: datetime,
     failed_on_commit: Sequence[int],
@@ -143,9 +145,10 @@ def apply_quiet_tests_in_bulk(
 ) -> tuple[int, int, list[int]]:
     """Apply a run to its tests that add no evidence and have none, in a few set-based statements.
 
-    Most tests of a run only passed (or were skipped) and have never had
-    evidence: their verdict is new or stable by their count of results and
-    nothing else moves (the score is 0, no decay to apply). Those already
+    Only the run's tests with pk in (after_test, upto_test] are looked at (a
+    large run is applied a batch at a time). Most tests of a run only passed
+    (or were skipped) and have never had evidence: their verdict is new or
+    stable by their count of results and nothing else moves (the score is 0, no decay to apply). Those already
     scored are advanced as ``analysis.scoring.advance_clean`` would advance
     them; those never scored get ``quiet_verdict``'s verdict. Anything else
     (a failure or rerun in this run, evidence already, a pending verdict, a
@@ -165,7 +168,9 @@ def apply_quiet_tests_in_bulk(
                 SELECT test_id, COUNT(*) AS n,
                        COUNT(*) FILTER (WHERE outcome = %(skipped)s) AS skipped,
                        BOOL_OR(outcome = ANY(%(failed)s) OR flaky_reruns > 0) AS eventful
-                FROM {results} WHERE run_id = %(run)s GROUP BY test_id
+                FROM {results}
+                WHERE run_id = %(run)s AND test_id > %(after)s AND test_id <= %(upto)s
+                GROUP BY test_id
             )
             SELECT t.test_id, t.n, t.skipped, s.test_id IS NULL AS unscored,
                    COALESCE(
@@ -183,6 +188,8 @@ def apply_quiet_tests_in_bulk(
             """,
             {
                 "run": run_pk,
+                "after": after_test,
+                "upto": upto_test,
                 "skipped": str(Outcome.SKIPPED),
                 "failed": sorted(str(o) for o in FAILED_OUTCOMES),
                 "failed_on_commit": list(failed_on_commit),

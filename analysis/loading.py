@@ -8,18 +8,21 @@ exactly once, through that job. The readers name the runs they include, never
 the ones they leave out: a run is only ever marked analyzed under the
 repository's analysis lock, which the caller holds, so the included set cannot
 change between two reads, while runs stored meanwhile (unanalyzed) would slip
-past a list of exclusions taken a moment earlier. Histories are
-fetched in primary-key order (test, run, position), the index the results
+past a list of exclusions taken a moment earlier. A very large run is applied
+in batches of tests, each in its own transaction; until its last batch, its
+results count for the tests it has reached (``WorkflowRun.analyzed_upto_test``)
+and no others. Histories are fetched in primary-key order (test, run, position), the index the results
 table has for exactly this.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Container, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection
+from django.db.models import Q
 
 from analysis.scoring import HistoryContext, JobLoad, ResultGroup, ResultRow, RunMeta
 from ingest import bulk
@@ -48,16 +51,20 @@ def load_context(
     fingerprints: dict[tuple[int, str], tuple[tuple[str, int], ...]] = {}
     uncounted: list[int] = []
     unfingerprinted: list[int] = []
-    queryset = WorkflowRun.objects.filter(repository=repository, analyzed_at__isnull=False)
-    if including is not None:
-        extra = [including] if isinstance(including, int) else list(including)
-        queryset = queryset | WorkflowRun.objects.filter(pk__in=extra)
+    applied_upto: dict[int, int] = {}
+    extra = [] if including is None else [including] if isinstance(including, int) else [*including]
+    queryset = WorkflowRun.objects.filter(repository=repository).filter(
+        Q(analyzed_at__isnull=False) | Q(analyzed_upto_test__isnull=False) | Q(pk__in=extra)
+    )
     for (
         pk, run_id, attempt, sha, branch, event, started_at, job_loads, job_fingerprints,
+        analyzed_at, upto,
     ) in queryset.values_list(
         "pk", "run_id", "run_attempt", "sha", "branch", "event", "started_at", "job_loads",
-        "job_fingerprints",
+        "job_fingerprints", "analyzed_at", "analyzed_upto_test",
     ).iterator(chunk_size=5000):  # fmt: skip
+        if analyzed_at is None and upto is not None and pk not in extra:
+            applied_upto[pk] = upto
         runs[pk] = RunMeta(
             pk=pk,
             run_id=run_id,
@@ -96,6 +103,7 @@ def load_context(
         loads=loads,
         usual_failures=HistoryContext.usual_failures_from(loads.items()),
         default_branch=repository.default_branch,
+        applied_upto=applied_upto,
     )
 
 
@@ -105,14 +113,16 @@ def _fingerprints(top: list[list[Any]]) -> tuple[tuple[str, int], ...]:
 
 
 def iter_histories(
-    test_pks: Iterable[int], *, runs: Container[int], batch: int = 500
+    test_pks: Iterable[int], *, context: HistoryContext, batch: int = 500
 ) -> Iterator[tuple[int, list[ResultRow]]]:
-    """(test pk, its results in ``runs``) for each test that has some, in test pk order.
+    """(test pk, its results in the context's runs) for each test that has some, in pk order.
 
-    ``runs`` is the context's runs (``load_context``): the analyzed runs, read
-    under the analysis lock, and the run being applied.
+    The context (``load_context``) holds the analyzed runs, read under the
+    analysis lock, the run being applied, and the runs applied in batches so
+    far, which count for the tests up to their boundary only.
     """
     table = TestResult._meta.db_table
+    runs, upto = context.runs, context.applied_upto
     ordered = sorted(set(test_pks))
     with connection.cursor() as cursor:
         for start in range(0, len(ordered), batch):
@@ -128,6 +138,8 @@ def iter_histories(
             for row in cursor.fetchall():
                 if row[1] not in runs:
                     continue  # stored since, or still waiting for its analyze job
+                if upto and row[1] in upto and row[0] > upto[row[1]]:
+                    continue  # a run applied in batches that has not reached this test yet
                 if row[0] != current:
                     if rows:
                         yield current, rows
@@ -148,18 +160,25 @@ class TestSummary:
     latest_run: int
 
 
-def summarize_tests(runs: Collection[int], first_pk: int, last_pk: int) -> dict[int, TestSummary]:
-    """Summaries of the tests with pk in [first_pk, last_pk], over ``runs``, in one pass.
+def summarize_tests(context: HistoryContext, first_pk: int, last_pk: int) -> dict[int, TestSummary]:
+    """Summaries of the tests with pk in [first_pk, last_pk], over the context's runs, in one pass.
 
-    ``runs`` is the context's runs, as for ``iter_histories``: the boundary the
-    caller read under the analysis lock, so a run stored since is left out.
+    The context's runs are the boundary the caller read under the analysis
+    lock, as for ``iter_histories``: a run stored since is left out, and a run
+    applied in batches counts up to its boundary.
     Results are counted per test, outcome and job, and failures per run as well
     (whether a failure is an outage casualty depends on its run), so a test
     comes back as a handful of groups however long its history.
     """
     table = TestResult._meta.db_table
-    where = "test_id >= %s AND test_id <= %s AND run_id = ANY(%s)"
-    params: list[object] = [first_pk, last_pk, sorted(runs)]
+    upto = context.applied_upto
+    whole = sorted(pk for pk in context.runs if pk not in upto)
+    where = "test_id >= %s AND test_id <= %s AND (run_id = ANY(%s)"
+    params: list[object] = [first_pk, last_pk, whole]
+    for run_pk, last_test in sorted(upto.items()):
+        where += " OR (run_id = %s AND test_id <= %s)"
+        params += [run_pk, last_test]
+    where += ")"
     failure_run = f"CASE WHEN {outcome_in_sql()} THEN run_id END"
     summaries: dict[int, TestSummary] = {}
     with connection.cursor() as cursor:

@@ -12,10 +12,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings as django_settings
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from analysis import loading
@@ -29,6 +31,7 @@ from analysis.incidents import record_incidents
 from analysis.models import ScoringConfig, TestScore
 from analysis.scores import save_verdicts, verdict_of
 from analysis.scoring import (
+    HistoryContext,
     ResultGroup,
     ScoringSettings,
     TestStatus,
@@ -47,6 +50,10 @@ from jobs.runner import checkpoint
 logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int, int], None]  # (tests done, tests in all)
+BatchCallback = Callable[[int, int], None]  # (batches applied, batches in all)
+
+# Above any test pk: the upper bound of a run's last batch.
+_LAST_TEST = 2**63 - 1
 
 
 def scoring_settings_for(repository: Repository) -> ScoringSettings:
@@ -66,7 +73,14 @@ def analyze_run_job(job: Job) -> dict[str, Any]:
     return analyze_run(run_pk=run_pk, job=job)
 
 
-def analyze_run(*, run_pk: int, job: Job | None = None, bulk: bool | None = None) -> dict[str, Any]:
+def analyze_run(
+    *,
+    run_pk: int,
+    job: Job | None = None,
+    bulk: bool | None = None,
+    batch_tests: int | None = None,
+    on_batch: BatchCallback | None = None,
+) -> dict[str, Any]:
     """Bring the scores of the tests in this run up to date; cost follows the run's size.
 
     Tests that only passed (or failed in an outage) and have nothing pending
@@ -76,6 +90,13 @@ def analyze_run(*, run_pk: int, job: Job | None = None, bulk: bool | None = None
     checkpoints into ``job``: the runs it marks analyzed are recorded with
     its progress, so a crashed attempt resumes the rescore instead of finding
     its runs "already analyzed" and leaving their tests unscored.
+
+    A run of more than ``batch_tests`` tests is applied in batches of tests,
+    each in its own transaction under the analysis lock, which other analyses
+    take in between. Each batch records how far the run has reached
+    (``WorkflowRun.analyzed_upto_test``), so every reader counts the run for
+    exactly the tests it has been applied to, and a crashed attempt resumes
+    after the last batch it committed.
 
     On PostgreSQL (``bulk``, by default) the tests with no evidence that only
     passed are applied by a few set-based statements, so the cost of a large
@@ -88,6 +109,7 @@ def analyze_run(*, run_pk: int, job: Job | None = None, bulk: bool | None = None
     resuming = job is not None and "cursor" in job.progress
     if resuming or (
         run.analyzed_at is None
+        and run.analyzed_upto_test is None
         and _backlog(run.repository) >= django_settings.FLAKEGUARD_ANALYSIS_BACKLOG
     ):
         # After an outage, a backfill or a bulk import, one full rescore costs
@@ -96,104 +118,181 @@ def analyze_run(*, run_pk: int, job: Job | None = None, bulk: bool | None = None
         with transaction.atomic():
             _announce(run)  # this run's commit, as for any other run
         return {"analyzed": True, "run_pk": run_pk, "recomputed": summary}
-    with transaction.atomic():
-        repository = run.repository
-        lock_repository_analysis(repository.pk)
-        # Re-read under the lock: another worker may have applied it meanwhile.
-        if WorkflowRun.objects.filter(pk=run_pk, analyzed_at__isnull=False).exists():
-            return {"analyzed": False, "reason": "already analyzed", "run_pk": run_pk}
-        settings = scoring_settings_for(repository)
-        context = loading.load_context(repository, including=run_pk)
-        run_meta = context.runs[run_pk]
-        # A pass on a commit where the test failed before makes that commit
-        # "failed and passed": new evidence, so those tests get a full look.
-        failed_on_commit = _tests_failed_on_commit(run)
-        in_bulk = 0
-        only: list[int] | None = None
-        if bulk if bulk is not None else connection.vendor == "postgresql":
-            # The many tests with no evidence that only passed, applied in SQL;
-            # the few others below, one by one.
-            allow_large_aggregates()
-            advanced_in_bulk, inserted, only = apply_quiet_tests_in_bulk(
-                run_pk=run_pk,
-                repository_id=repository.pk,
-                branch=run.branch,
-                started_at=run.started_at,
-                failed_on_commit=sorted(failed_on_commit),
-                min_results=settings.min_results,
-                min_half_life=settings.min_half_life,
+    repository = run.repository
+    use_bulk = bulk if bulk is not None else connection.vendor == "postgresql"
+    bounds = _batch_bounds(run, batch_tests or django_settings.FLAKEGUARD_ANALYZE_BATCH_TESTS)
+    totals = _BatchCounts()
+    applied = 0
+    for number, upto in enumerate(bounds, start=1):
+        with transaction.atomic():
+            lock_repository_analysis(repository.pk)
+            # Re-read under the lock: another worker may have applied it (or
+            # part of it) meanwhile, or a recompute taken it in.
+            analyzed_at, after = (
+                WorkflowRun.objects.filter(pk=run_pk)
+                .values_list("analyzed_at", "analyzed_upto_test")
+                .get()
             )
-            in_bulk = advanced_in_bulk + inserted
-        in_run = _results_of_run(run_pk, only=only)
-        stored = {
-            score.test_id: score for score in TestScore.objects.filter(test_id__in=list(in_run))
-        }
-        advanced: list[tuple[int, Verdict]] = []
-        rescore: list[int] = []
-        for test_pk, results in in_run.items():
-            score = stored.get(test_pk)
-            quiet = quiet_tally(results, context, settings)
-            if (
-                score is None
-                or score.pending
-                or run.branch in score.components.get("pending_branches", ())
-                or quiet is None
-                or test_pk in failed_on_commit
-                # A run older than the test's last failure (a backfill, a late
-                # re-run attempt) lands inside the evidence, not after it.
-                or (
-                    score.last_failure_at is not None
-                    and score.last_failure_at.timestamp() > run_meta.started_at
-                )
-            ):
-                rescore.append(test_pk)
-                continue
-            advanced.append(
-                (
-                    test_pk,
-                    advance_clean(
-                        verdict_of(score),
-                        passes=quiet.passes,
-                        skipped=quiet.skipped,
-                        ignored_failures=quiet.ignored_failures,
-                        discounted=quiet.discounted,
-                        latest_result_at=run_meta.started_iso,
-                        settings=settings,
-                    ),
-                )
+            if analyzed_at is not None:
+                if applied == 0:
+                    return {"analyzed": False, "reason": "already analyzed", "run_pk": run_pk}
+                break
+            if upto is not None and after is not None and upto <= after:
+                continue  # committed by an earlier attempt
+            context = _apply_batch(
+                run, after=after or 0, upto=upto, use_bulk=use_bulk, totals=totals
             )
-        rescored = [
-            (test_pk, score_test(rows, context, settings))
-            for test_pk, rows in loading.iter_histories(rescore, runs=context.runs)
-        ]
-        save_verdicts(repository.pk, [*advanced, *rescored])
-        record_incidents(
-            repository=repository, run_pks=[run_pk], context=context, settings=settings
-        )
-        WorkflowRun.objects.filter(pk=run_pk).update(analyzed_at=timezone.now())
-        _announce(run)
-    flaky = sum(verdict.status == TestStatus.FLAKY for _, verdict in [*advanced, *rescored])
+            applied += 1
+            if upto is None:
+                record_incidents(
+                    repository=repository,
+                    run_pks=[run_pk],
+                    context=context,
+                    settings=scoring_settings_for(repository),
+                )
+                WorkflowRun.objects.filter(pk=run_pk).update(
+                    analyzed_at=timezone.now(), analyzed_upto_test=None
+                )
+                _announce(run)
+            else:
+                WorkflowRun.objects.filter(pk=run_pk).update(analyzed_upto_test=upto)
+            if job is not None and len(bounds) > 1:
+                checkpoint(job, {"batches_done": number, "batches": len(bounds)})
+        if on_batch is not None:
+            on_batch(number, len(bounds))
     seconds = time.perf_counter() - started
     logger.info(
-        "%s run %s attempt %s analyzed: %s tests (%s rescored), %s flaky among them, %.2fs",
+        "%s run %s attempt %s analyzed: %s tests (%s rescored) in %s batches, "
+        "%s flaky among them, %.2fs",
         repository.full_name,
         run.run_id,
         run.run_attempt,
-        len(in_run) + in_bulk,
-        len(rescored),
-        flaky,
+        totals.tests,
+        totals.rescored,
+        applied,
+        totals.flaky,
         seconds,
     )
     return {
         "analyzed": True,
         "run_pk": run_pk,
-        "tests": len(in_run) + in_bulk,
-        "rescored": len(rescored),
-        "advanced": len(advanced) + in_bulk,
-        "in_bulk": in_bulk,
-        "flaky_in_run": flaky,
+        "tests": totals.tests,
+        "rescored": totals.rescored,
+        "advanced": totals.advanced,
+        "in_bulk": totals.in_bulk,
+        "flaky_in_run": totals.flaky,
+        "batches": applied,
         "seconds": round(seconds, 3),
     }
+
+
+@dataclass
+class _BatchCounts:
+    tests: int = 0
+    rescored: int = 0
+    advanced: int = 0
+    in_bulk: int = 0
+    flaky: int = 0
+
+
+def _batch_bounds(run: WorkflowRun, batch_tests: int) -> list[int | None]:
+    """The last test pk of each batch of the run's tests, in order; None closes the run.
+
+    A run of up to ``batch_tests`` results is one batch. The bounds follow
+    from the stored results alone, so an attempt resuming after a crash
+    finds the same ones.
+    """
+    if run.results_count <= batch_tests:
+        return [None]
+    table = TestResult._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT test_id FROM (SELECT test_id, ROW_NUMBER() OVER (ORDER BY test_id) AS n "
+            f"FROM (SELECT DISTINCT test_id FROM {table} WHERE run_id = %s) AS tests) AS numbered "
+            f"WHERE n %% %s = 0 ORDER BY test_id",
+            [run.pk, batch_tests],
+        )
+        return [*(test_pk for (test_pk,) in cursor.fetchall()), None]
+
+
+def _apply_batch(
+    run: WorkflowRun, *, after: int, upto: int | None, use_bulk: bool, totals: _BatchCounts
+) -> HistoryContext:
+    """Apply the run to its tests with pk in (after, upto]; the caller holds the lock."""
+    repository = run.repository
+    run_pk = run.pk
+    last = _LAST_TEST if upto is None else upto
+    settings = scoring_settings_for(repository)
+    context = loading.load_context(repository, including=run_pk)
+    run_meta = context.runs[run_pk]
+    # A pass on a commit where the test failed before makes that commit
+    # "failed and passed": new evidence, so those tests get a full look.
+    failed_on_commit = _tests_failed_on_commit(run, after=after, upto=last)
+    in_bulk = 0
+    only: list[int] | None = None
+    if use_bulk:
+        # The many tests with no evidence that only passed, applied in SQL;
+        # the few others below, one by one.
+        allow_large_aggregates()
+        advanced_in_bulk, inserted, only = apply_quiet_tests_in_bulk(
+            run_pk=run_pk,
+            repository_id=repository.pk,
+            after_test=after,
+            upto_test=last,
+            branch=run.branch,
+            started_at=run.started_at,
+            failed_on_commit=sorted(failed_on_commit),
+            min_results=settings.min_results,
+            min_half_life=settings.min_half_life,
+        )
+        in_bulk = advanced_in_bulk + inserted
+    in_run = _results_of_run(run_pk, after=after, upto=last, only=only)
+    stored = {score.test_id: score for score in TestScore.objects.filter(test_id__in=list(in_run))}
+    advanced: list[tuple[int, Verdict]] = []
+    rescore: list[int] = []
+    for test_pk, results in in_run.items():
+        score = stored.get(test_pk)
+        quiet = quiet_tally(results, context, settings)
+        if (
+            score is None
+            or score.pending
+            or run.branch in score.components.get("pending_branches", ())
+            or quiet is None
+            or test_pk in failed_on_commit
+            # A run older than the test's last failure (a backfill, a late
+            # re-run attempt) lands inside the evidence, not after it.
+            or (
+                score.last_failure_at is not None
+                and score.last_failure_at.timestamp() > run_meta.started_at
+            )
+        ):
+            rescore.append(test_pk)
+            continue
+        advanced.append(
+            (
+                test_pk,
+                advance_clean(
+                    verdict_of(score),
+                    passes=quiet.passes,
+                    skipped=quiet.skipped,
+                    ignored_failures=quiet.ignored_failures,
+                    discounted=quiet.discounted,
+                    latest_result_at=run_meta.started_iso,
+                    settings=settings,
+                ),
+            )
+        )
+    rescored = [
+        (test_pk, score_test(rows, context, settings))
+        for test_pk, rows in loading.iter_histories(rescore, context=context)
+    ]
+    save_verdicts(repository.pk, [*advanced, *rescored])
+    totals.tests += len(in_run) + in_bulk
+    totals.rescored += len(rescored)
+    totals.advanced += len(advanced) + in_bulk
+    totals.in_bulk += in_bulk
+    totals.flaky += sum(v.status == TestStatus.FLAKY for _, v in [*advanced, *rescored])
+    return context
 
 
 def _announce(run: WorkflowRun) -> None:
@@ -207,13 +306,16 @@ def _backlog(repository: Repository) -> int:
     return WorkflowRun.objects.filter(repository=repository, analyzed_at__isnull=True).count()
 
 
-def _results_of_run(run_pk: int, *, only: list[int] | None = None) -> dict[int, list[ResultGroup]]:
-    """{test pk: its results in the run, one group each} of one run (of the tests ``only``)."""
+def _results_of_run(
+    run_pk: int, *, after: int, upto: int, only: list[int] | None = None
+) -> dict[int, list[ResultGroup]]:
+    """{test pk: its results in the run, one group each} of the run's tests with pk in
+    (after, upto] (and among ``only``)."""
     table = TestResult._meta.db_table
     tests: dict[int, list[ResultGroup]] = {}
     if only is not None and not only:
         return tests
-    where, params = "run_id = %s", [run_pk]
+    where, params = "run_id = %s AND test_id > %s AND test_id <= %s", [run_pk, after, upto]
     if only is not None:
         where += " AND test_id = ANY(%s)"
         params.append(only)
@@ -226,12 +328,12 @@ def _results_of_run(run_pk: int, *, only: list[int] | None = None) -> dict[int, 
     return tests
 
 
-def _tests_failed_on_commit(run: WorkflowRun) -> set[int]:
-    """Tests that failed in the other analyzed runs of this run's commit."""
+def _tests_failed_on_commit(run: WorkflowRun, *, after: int, upto: int) -> set[int]:
+    """Tests with pk in (after, upto] that failed in the other runs of this run's commit
+    already in the scores (a run being applied in batches counts as one)."""
     others = list(
-        WorkflowRun.objects.filter(
-            repository_id=run.repository_id, sha=run.sha, analyzed_at__isnull=False
-        )
+        WorkflowRun.objects.filter(repository_id=run.repository_id, sha=run.sha)
+        .filter(Q(analyzed_at__isnull=False) | Q(analyzed_upto_test__isnull=False))
         .exclude(pk=run.pk)
         .values_list("pk", flat=True)
     )
@@ -241,8 +343,9 @@ def _tests_failed_on_commit(run: WorkflowRun) -> set[int]:
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT DISTINCT test_id FROM {table} WHERE run_id IN "
-            f"({', '.join(['%s'] * len(others))}) AND {outcome_in_sql()}",
-            others,
+            f"({', '.join(['%s'] * len(others))}) AND {outcome_in_sql()} "
+            "AND test_id > %s AND test_id <= %s",
+            [*others, after, upto],
         )
         return {test_pk for (test_pk,) in cursor.fetchall()}
 
@@ -280,9 +383,11 @@ def recompute_repository(
     if "cursor" not in progress:
         with transaction.atomic():
             lock_repository_analysis(repository.pk)
+            # A run half applied in batches is taken in whole: its own job
+            # then finds it analyzed and stops.
             taken_in = WorkflowRun.objects.filter(
                 repository=repository, analyzed_at__isnull=True
-            ).update(analyzed_at=timezone.now())
+            ).update(analyzed_at=timezone.now(), analyzed_upto_test=None)
             progress = {
                 "cursor": 0,
                 "done": 0,
@@ -354,7 +459,7 @@ def _score_batch(
 ) -> list[tuple[int, Verdict]]:
     """Verdicts for a batch of tests: a summary pass for all, full histories for the few that failed."""
     context = loading.load_context(repository)
-    summaries = loading.summarize_tests(context.runs, test_pks[0], test_pks[-1])
+    summaries = loading.summarize_tests(context, test_pks[0], test_pks[-1])
     verdicts: list[tuple[int, Verdict]] = []
     full: list[int] = []
     for test_pk, summary in summaries.items():
@@ -376,7 +481,7 @@ def _score_batch(
                 ),
             )
         )
-    for test_pk, rows in loading.iter_histories(full, runs=context.runs):
+    for test_pk, rows in loading.iter_histories(full, context=context):
         verdicts.append((test_pk, score_test(rows, context, settings)))
     return verdicts
 

@@ -167,6 +167,10 @@ FLAKEGUARD_RECOMPUTE_BATCH_SIZE = env_int("FLAKEGUARD_RECOMPUTE_BATCH_SIZE", 200
 # Runs waiting for analysis from which a runs-analyze job rescores the whole
 # repository instead of its one run (a backlog after an outage or a bulk import).
 FLAKEGUARD_ANALYSIS_BACKLOG = env_int("FLAKEGUARD_ANALYSIS_BACKLOG", 50)
+# Tests of one run applied per transaction of its analysis: a run larger than
+# this is analysed in batches, and the repository's analysis lock is released
+# between them, so other analyses and recomputes are not held up for minutes.
+FLAKEGUARD_ANALYZE_BATCH_TESTS = env_int("FLAKEGUARD_ANALYZE_BATCH_TESTS", 100_000)
 FLAKEGUARD_JOB_LEASE_SECONDS = env_int(
     "FLAKEGUARD_JOB_LEASE_SECONDS", CELERY_TASK_TIME_LIMIT + 5 * 60
 )

@@ -51,6 +51,11 @@ class WorkflowRun(models.Model):
     # Set once the run's results are in the test scores (by its analyze job or
     # a full recompute): the guard that applies each run to the scores once.
     analyzed_at = models.DateTimeField(null=True, blank=True)
+    # While a large run is applied in batches, each in its own transaction:
+    # the highest test pk whose score holds this run. Readers count the run's
+    # results for those tests only; null before the first batch and once
+    # analyzed_at is set.
+    analyzed_upto_test = models.BigIntegerField(null=True, blank=True)
     # {job label: [results, failures]}, counted as the results are written, so
     # that scoring can tell an outage (many tests failing in one job at once)
     # without reading every result. Null for runs stored before it existed.
@@ -82,7 +87,11 @@ class TestCase(models.Model):
 
     __test__ = False  # not a pytest test class
 
-    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="tests")
+    # No index of its own: test_identity_unique starts with the repository,
+    # and each index is one more btree for a first import to fill.
+    repository = models.ForeignKey(
+        Repository, on_delete=models.CASCADE, related_name="tests", db_index=False
+    )
     # sha1 of the normalised identity; names can be long (parametrised tests)
     # and a btree unique index on unbounded text would reject them.
     identity = models.CharField(max_length=40)

@@ -68,6 +68,9 @@ class HistoryContext:
     # are what makes a run look like an outage.
     usual_failures: Mapping[str, float] = field(default_factory=dict)
     default_branch: str = "main"
+    # Runs being applied in batches (a very large run, analysed a part at a
+    # time): each counts only for the tests with pk up to the one given.
+    applied_upto: Mapping[int, int] = field(default_factory=dict)
     # Filled on first use by analysis.scoring.incidents: the job's attempts of
     # each commit and each branch's previous commit, and the incidents found.
     _neighbours: dict[tuple[int, str], tuple[int, ...]] | None = field(

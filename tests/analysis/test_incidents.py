@@ -121,7 +121,7 @@ def test_a_full_rescore_of_a_test_the_runner_failed_says_why_its_failure_was_not
     repository = Repository.objects.get(full_name=REPO)
     context = load_context(repository)
     test = TestCase.objects.get(name="test_0")
-    ((_, rows),) = iter_histories([test.pk], runs=context.runs)
+    ((_, rows),) = iter_histories([test.pk], context=context)
 
     verdict = score_test(rows, context, ScoringSettings())
     assert verdict.status == "stable"

@@ -392,13 +392,18 @@ def test_nightly_schedule_queues_one_recompute_per_repository(tmp_path: Path) ->
 
 
 def counted_results() -> dict[str, tuple[int, int]]:
-    """(results, failures) of each test over the analyzed runs, counted from the rows."""
+    """(results, failures) of each test over the analyzed runs, counted from the rows.
+
+    A run being applied in batches counts for the tests it has reached.
+    """
+    from django.db.models import F, Q
+
     from ingest.models import TestResult
 
     counts: dict[str, list[int]] = {}
-    for name, outcome in TestResult.objects.filter(run__analyzed_at__isnull=False).values_list(
-        "test__name", "outcome"
-    ):
+    for name, outcome in TestResult.objects.filter(
+        Q(run__analyzed_at__isnull=False) | Q(run__analyzed_upto_test__gte=F("test_id"))
+    ).values_list("test__name", "outcome"):
         entry = counts.setdefault(name, [0, 0])
         entry[0] += 1
         entry[1] += outcome in ("failed", "error")
@@ -533,3 +538,149 @@ def test_tests_applied_in_bulk_end_as_they_would_one_by_one(tmp_path: Path) -> N
         theirs = python_components[name]
         for key in ("skipped", "outage_failures", "pending_branches"):
             assert components.get(key) == theirs.get(key), (name, key)
+
+
+# --- a large run, applied in batches ------------------------------------------------
+
+
+def in_thread(work) -> None:
+    """Run ``work`` on a connection of its own, as another worker would, and wait for it."""
+    failures: list[BaseException] = []
+
+    def body() -> None:
+        try:
+            work()
+        except BaseException as exc:  # re-raised in the test's thread
+            failures.append(exc)
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=body)
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive(), "the other worker did not finish"
+    if failures:
+        raise failures[0]
+
+
+@pytest.mark.parametrize("bulk", [True, False], ids=["in-bulk", "one-by-one"])
+@pytest.mark.django_db
+def test_a_run_applied_in_batches_ends_as_if_applied_at_once(tmp_path: Path, bulk: bool) -> None:
+    rng = random.Random(11)
+    for run in range(1, 41):
+        outcomes = history_outcomes(rng, run)
+        whole = analyze_run(run_pk=store(tmp_path, run, outcomes, repo="acme/whole"), bulk=bulk)
+        batched = analyze_run(
+            run_pk=store(tmp_path, run, outcomes, repo="acme/batched"), bulk=bulk, batch_tests=3
+        )
+        assert whole["batches"] == 1 and batched["batches"] == 4  # 10 tests, 3 a batch
+        assert batched["tests"] == whole["tests"] == 10
+
+    def rows(repo: str) -> dict[str, tuple]:
+        return {
+            s.test.name: (s.verdict, s.score, s.results, s.failures, s.clean_since, s.evidence)
+            for s in TestScore.objects.filter(repository__full_name=repo).select_related("test")
+        }
+
+    assert rows("acme/batched") == rows("acme/whole")
+    assert rows("acme/batched")["test_flaky"][0] == "flaky"
+    assert not WorkflowRun.objects.filter(analyzed_upto_test__isnull=False).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_runs_analyzed_between_the_batches_of_a_large_run_are_each_counted_once(
+    tmp_path: Path,
+) -> None:
+    rng = random.Random(7)
+    for run in range(1, 21):
+        analyze_run(run_pk=store(tmp_path, run, history_outcomes(rng, run)))
+    large = store(tmp_path, 21, history_outcomes(rng, 21) | {"test_0": "failed"})
+    others = iter(
+        [
+            store(
+                tmp_path, 22, history_outcomes(rng, 22) | {"test_1": "failed", "test_6": "failed"}
+            ),
+            store(tmp_path, 21, history_outcomes(rng, 21), attempt=2),  # a re-run of the large one
+        ]
+    )
+    seen: list[tuple[int, int | None]] = []
+
+    def between_batches(done: int, total: int) -> None:
+        reached = WorkflowRun.objects.get(pk=large).analyzed_upto_test
+        seen.append((done, reached))
+        # At every step each score holds exactly the runs the readers count.
+        assert scored_counts() == counted_results()
+        other = next(others, None)
+        if other is not None:
+            in_thread(lambda: analyze_run(run_pk=other))  # takes the lock between batches
+            assert scored_counts() == counted_results()
+
+    result = analyze_run(run_pk=large, batch_tests=3, on_batch=between_batches)
+
+    assert result["batches"] == 4
+    assert [done for done, _ in seen] == [1, 2, 3, 4]
+    assert all(reached is not None for _, reached in seen[:3]) and seen[3][1] is None
+    assert not WorkflowRun.objects.filter(analyzed_at__isnull=True).exists()
+    assert scored_counts() == counted_results()
+    assert scored_counts()["test_0"] == (23, 1) and scored_counts()["test_6"] == (23, 1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_recompute_between_the_batches_of_a_large_run_takes_it_in_whole(
+    tmp_path: Path,
+) -> None:
+    rng = random.Random(5)
+    for run in range(1, 16):
+        analyze_run(run_pk=store(tmp_path, run, history_outcomes(rng, run)))
+    large = store(tmp_path, 16, history_outcomes(rng, 16) | {"test_2": "failed"})
+    repository = Repository.objects.get(full_name=REPO)
+
+    def recompute_after_the_first(done: int, total: int) -> None:
+        if done == 1:
+            in_thread(lambda: recompute_repository(repository=repository, batch_size=4))
+
+    result = analyze_run(run_pk=large, batch_tests=3, on_batch=recompute_after_the_first)
+
+    assert result["batches"] == 1  # the recompute took in the rest
+    run = WorkflowRun.objects.get(pk=large)
+    assert run.analyzed_at is not None and run.analyzed_upto_test is None
+    assert scored_counts() == counted_results()
+    assert scored_counts()["test_2"] == (16, 1)
+
+
+@pytest.mark.django_db
+def test_a_batched_analysis_interrupted_resumes_after_its_last_committed_batch(
+    tmp_path: Path, settings
+) -> None:
+    settings.FLAKEGUARD_ANALYZE_BATCH_TESTS = 3
+    rng = random.Random(9)
+    for run in range(1, 11):
+        analyze_run(run_pk=store(tmp_path, run, history_outcomes(rng, run)))
+    large = store(tmp_path, 11, history_outcomes(rng, 11) | {"test_5": "failed"})
+    job = Job.objects.get(dedup_key=f"analyze:{large}")
+    claimed = claim_job(job.pk)
+    assert claimed is not None
+
+    def killed_after_two(done: int, total: int) -> None:
+        if done == 2:
+            raise KeyboardInterrupt("worker killed")
+
+    with pytest.raises(KeyboardInterrupt):
+        analyze_run(run_pk=large, job=claimed, on_batch=killed_after_two)
+    half = WorkflowRun.objects.get(pk=large)
+    assert half.analyzed_at is None and half.analyzed_upto_test is not None
+    assert Job.objects.get(pk=job.pk).progress == {"batches_done": 2, "batches": 4}
+    assert scored_counts() == counted_results()  # two batches in, the rest not yet
+
+    # The job, claimed again once its lease ran out, applies the two batches left.
+    Job.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    from analysis import services
+
+    run_job(job.pk, services.analyze_run_job)
+
+    job.refresh_from_db()
+    assert job.state == JobState.SUCCEEDED, job.last_error
+    assert job.result["batches"] == 2 and job.result["tests"] == 4  # 3 + the last one
+    assert WorkflowRun.objects.get(pk=large).analyzed_at is not None
+    assert scored_counts() == counted_results()
+    assert scored_counts()["test_5"] == (11, 1)

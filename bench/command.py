@@ -6,11 +6,13 @@ in the command): one artifact of ``--tests`` results (0.5% failing, 0.5%
 skipped) imported as a repository's first run, when every test is new, and
 then as its next run, when every test is known and its score is advanced.
 Each round uses a repository of its own; the command runs as a subprocess,
-timed from start to exit. Prints the medians in results/s.
+timed from start to exit. Prints the medians in results/s, then the peak
+memory of the command on one run of ``--memory-tests`` tests (a first run and
+a next one).
 Needs PostgreSQL in DATABASE_URL (``make bench`` starts one that syncs to disk
 as production does).
 
-    python -m bench.command [--tests 520000] [--rounds 3]
+    python -m bench.command [--tests 520000] [--rounds 3] [--memory-tests 1000000]
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TARGET = 150_000  # results/s, storing and analysis together
+MEMORY_TARGET_MB = 400  # peak of the analysis of a run of 1,000,000 tests
 
 
 def write_artifact(path: Path, tests: int) -> Path:
@@ -58,8 +61,8 @@ def write_artifact(path: Path, tests: int) -> Path:
     return path
 
 
-def import_once(artifact: Path, *, repo: str, run_id: int) -> tuple[float, int]:
-    """Wall time of the whole command and the results it stored."""
+def import_once(artifact: Path, *, repo: str, run_id: int) -> tuple[float, int, float]:
+    """Wall time of the whole command, the results it stored and its peak RSS in MB."""
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}  # analysis in-process
     env["LOG_LEVEL"] = "WARNING"
     command = [
@@ -68,14 +71,17 @@ def import_once(artifact: Path, *, repo: str, run_id: int) -> tuple[float, int]:
         "--started-at", f"2026-09-{run_id:02d}T12:00:00Z", "--job", "linux", str(artifact),
         "--json",
     ]  # fmt: skip
-    started = time.perf_counter()
-    done = subprocess.run(
-        command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=False
-    )
-    seconds = time.perf_counter() - started
-    if done.returncode != 0:
-        sys.exit(f"ingest_junit failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return seconds, int(json.loads(done.stdout)["results_stored"])
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=out, stderr=err)
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0), err.seek(0)
+        if process.returncode != 0:
+            sys.exit(f"ingest_junit failed ({process.returncode}):\n{err.read()[-3000:].decode()}")
+        stored = int(json.loads(out.read())["results_stored"])
+    return seconds, stored, usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
 
 
 def main() -> None:
@@ -84,6 +90,12 @@ def main() -> None:
     )
     parser.add_argument("--tests", type=int, default=520_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--memory-tests",
+        type=int,
+        default=1_000_000,
+        help="tests of the run whose peak memory is measured (0: skip)",
+    )
     args = parser.parse_args()
     if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
         sys.exit("bench.command needs PostgreSQL in DATABASE_URL (make bench starts one)")
@@ -92,16 +104,17 @@ def main() -> None:
     )
     first: list[float] = []
     following: list[float] = []
+    peaks: list[float] = []
     with tempfile.TemporaryDirectory(prefix="flakeguard-bench-") as tmp:
         artifact = write_artifact(Path(tmp) / "junit.zip", args.tests)
         size = artifact.stat().st_size
         print(f"artifact: {args.tests:,} results, {size / 1e6:.1f} MB zipped", file=sys.stderr)
         for round_no in range(1, args.rounds + 1):
             repo = f"bench/command-{os.getpid()}-{round_no}"
-            seconds, stored = import_once(artifact, repo=repo, run_id=1)
+            seconds, stored, _ = import_once(artifact, repo=repo, run_id=1)
             assert stored == args.tests, stored
             first.append(stored / seconds)
-            seconds, stored = import_once(artifact, repo=repo, run_id=2)
+            seconds, stored, _ = import_once(artifact, repo=repo, run_id=2)
             assert stored == args.tests, stored
             following.append(stored / seconds)
             print(
@@ -109,6 +122,19 @@ def main() -> None:
                 f"next run {following[-1]:,.0f} results/s",
                 file=sys.stderr,
             )
+        if args.memory_tests:
+            artifact.unlink()
+            artifact = write_artifact(Path(tmp) / "large.zip", args.memory_tests)
+            repo = f"bench/command-{os.getpid()}-memory"
+            for run_id in (1, 2):  # every test new, then every test known and advanced
+                seconds, stored, peak = import_once(artifact, repo=repo, run_id=run_id)
+                assert stored == args.memory_tests, stored
+                peaks.append(peak)
+                print(
+                    f"{args.memory_tests:,} results, run {run_id}: {seconds:.1f}s, "
+                    f"peak RSS {peak:,.0f} MB",
+                    file=sys.stderr,
+                )
     print()
     print(
         f"ingest_junit, one ZIP of {args.tests:,} results, storing and analysis in the command "
@@ -117,6 +143,12 @@ def main() -> None:
     print(f"  {'first run of a repository':<28} {statistics.median(first):>10,.0f} results/s")
     print(f"  {'next run (tests known)':<28} {statistics.median(following):>10,.0f} results/s")
     print(f"  {'target':<28} {f'>= {TARGET:,}':>10} results/s")
+    if peaks:
+        print(
+            f"  {'peak RSS, whole command':<28} {max(peaks):>10,.0f} MB for one run of "
+            f"{args.memory_tests:,} tests, storing and analysis (analyze job target "
+            f"< {MEMORY_TARGET_MB} MB)"
+        )
 
 
 if __name__ == "__main__":

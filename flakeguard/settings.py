@@ -147,6 +147,9 @@ FLAKEGUARD_ZIP_MAX_TOTAL_BYTES = env_int("FLAKEGUARD_ZIP_MAX_TOTAL_BYTES", 4 << 
 FLAKEGUARD_ZIP_MAX_RATIO = env_int("FLAKEGUARD_ZIP_MAX_RATIO", 200)
 # Rows buffered per COPY batch and per test-identity upsert.
 FLAKEGUARD_INGEST_BATCH_SIZE = env_int("FLAKEGUARD_INGEST_BATCH_SIZE", 5000)
+# Test identities a process remembers, over all repositories (about 300 bytes
+# each): later runs of a suite up to this size skip the identity lookups.
+FLAKEGUARD_IDENTITY_CACHE_SIZE = env_int("FLAKEGUARD_IDENTITY_CACHE_SIZE", 200_000)
 
 # --- Jobs --------------------------------------------------------------------
 FLAKEGUARD_JOB_MAX_ATTEMPTS = env_int("FLAKEGUARD_JOB_MAX_ATTEMPTS", 5)

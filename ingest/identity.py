@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import re
 
-_SPACES = re.compile(r"\s+")
 _VOLATILE = re.compile(
     r"""
       0x[0-9a-fA-F]+                 # addresses
@@ -30,7 +29,8 @@ _VOLATILE = re.compile(
 
 
 def normalise_part(value: str) -> str:
-    return _SPACES.sub(" ", value).strip()
+    # str.split() splits on what the regex \s matches; several times faster.
+    return " ".join(value.split())
 
 
 def normalise_path(value: str) -> str:

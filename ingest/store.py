@@ -36,8 +36,9 @@ logger = logging.getLogger(__name__)
 
 # Process-wide identity cache: repository pk → (raw classname, file, name) → test pk.
 # Test rows are never deleted while a repository exists, so an entry stays true.
+# Bounded by FLAKEGUARD_IDENTITY_CACHE_SIZE entries in all (about 300 bytes
+# each); a test it does not hold costs one index probe in the identity upsert.
 _PROCESS_IDENTITIES: dict[int, dict[tuple[str, str, str], int]] = {}
-_PROCESS_CACHE_LIMIT = 2_000_000
 
 # Rows handed to COPY at a time when their tests are already known.
 _STREAM_BATCH = 500
@@ -193,6 +194,7 @@ class _ResultWriter:
         self.repository_id = repository_id
         self.run_pk = run_pk
         self.batch_size = settings.FLAKEGUARD_INGEST_BATCH_SIZE
+        self.cache_size = settings.FLAKEGUARD_IDENTITY_CACHE_SIZE
         self.max_message = settings.FLAKEGUARD_MAX_MESSAGE_CHARS
         # Identities created or found in this transaction, not yet safe to share.
         self.txn_identities: dict[tuple[str, str, str], int] = {}
@@ -269,10 +271,12 @@ class _ResultWriter:
         }
 
     def publish_identities(self) -> None:
-        known = _PROCESS_IDENTITIES.setdefault(self.repository_id, {})
-        if len(known) > _PROCESS_CACHE_LIMIT:
-            known.clear()
-        known.update(self.txn_identities)
+        learned = self.txn_identities
+        if len(learned) > self.cache_size:
+            return  # a suite larger than the cache: its lookups go to the database
+        if sum(map(len, _PROCESS_IDENTITIES.values())) + len(learned) > self.cache_size:
+            _PROCESS_IDENTITIES.clear()
+        _PROCESS_IDENTITIES.setdefault(self.repository_id, {}).update(learned)
 
     def _flush(self, batch: list[TestCaseRecord], label: str, fallback_label: str) -> int:
         self._learn_identities(batch)
@@ -346,6 +350,8 @@ class _ResultWriter:
     def _learn_identities(self, batch: list[TestCaseRecord]) -> None:
         """Make every test of the batch known, with one set-based upsert for the new ones."""
         txn = self.txn_identities
+        if len(txn) >= self.cache_size:
+            txn.clear()  # bounded memory for a very large run; the database remembers
         process = _PROCESS_IDENTITIES.get(self.repository_id, {})
         missing: dict[tuple[str, str, str], tuple[str, str, str, str]] = {}
         for record in batch:

@@ -1,19 +1,19 @@
-"""REST API for analysis: scored tests (the flaky list), infrastructure incidents, quarantines.
+"""REST API for analysis: scored tests (the flaky list) and infrastructure incidents.
 
-CI pipelines read ``/api/v1/quarantine/?repo=owner/name`` to skip or ignore the
-tests people have quarantined; dashboards read ``/api/v1/tests/`` and
-``/api/v1/incidents/``.
+Dashboards read ``/api/v1/tests/`` and ``/api/v1/incidents/``; quarantines,
+which CI reads, are in ``analysis.quarantine_api``.
 """
 
 from __future__ import annotations
 
-from rest_framework import mixins, serializers, viewsets
-from rest_framework.exceptions import ValidationError
+from rest_framework import serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
 
-from analysis.models import Incident, Quarantine, TestScore
-from analysis.quarantines import quarantine_tests
+from analysis.models import Incident, QuarantineEvent, TestScore
 from analysis.scoring import TestStatus, describe_event
-from ingest.models import TestCase
+from ingest.permissions import RepositoryScoped
 
 
 class TestScoreSerializer(serializers.ModelSerializer):
@@ -64,7 +64,7 @@ class TestScoreSerializer(serializers.ModelSerializer):
         return [describe_event(event) for event in score.evidence]
 
 
-class TestScoreViewSet(viewsets.ReadOnlyModelViewSet):
+class TestScoreViewSet(RepositoryScoped, viewsets.ReadOnlyModelViewSet):
     """Scored tests, worst first. Filters: ``?repo=owner/name``, ``?status=flaky``."""
 
     __test__ = False  # not a pytest test class
@@ -72,18 +72,24 @@ class TestScoreViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = TestScoreSerializer
 
     def get_queryset(self):
-        queryset = TestScore.objects.select_related(
-            "repository", "test", "test__quarantine"
-        ).order_by("-score", "-failures", "test_id")
-        params = self.request.query_params
-        if params.get("repo"):
-            queryset = queryset.filter(repository__full_name=params["repo"])
-        status = params.get("status")
+        queryset = self.scoped(
+            TestScore.objects.select_related("repository", "test", "test__quarantine").order_by(
+                "-score", "-failures", "test_id"
+            )
+        )
+        status = self.request.query_params.get("status")
         if status == TestStatus.QUARANTINED:
             queryset = queryset.filter(test__quarantine__isnull=False)
         elif status:
             queryset = queryset.filter(verdict=status, test__quarantine__isnull=True)
         return queryset
+
+    @action(detail=True, methods=["get"], url_path="quarantine-events")
+    def quarantine_events(self, request: Request, pk: str | None = None) -> Response:
+        """The test's quarantine audit trail, newest first."""
+        score = self.get_object()
+        events = QuarantineEvent.objects.filter(test_id=score.test_id).order_by("-at", "-id")
+        return Response(QuarantineEventSerializer(events, many=True).data)
 
 
 class IncidentSerializer(serializers.ModelSerializer):
@@ -107,59 +113,21 @@ class IncidentSerializer(serializers.ModelSerializer):
         ]
 
 
-class IncidentViewSet(viewsets.ReadOnlyModelViewSet):
+class IncidentViewSet(RepositoryScoped, viewsets.ReadOnlyModelViewSet):
     """Job attempts whose failures were put down to infrastructure, newest first.
     Filter: ``?repo=owner/name``."""
 
     serializer_class = IncidentSerializer
 
     def get_queryset(self):
-        queryset = Incident.objects.select_related("repository").order_by(
-            "-started_at", "-run_attempt", "job"
+        return self.scoped(
+            Incident.objects.select_related("repository").order_by(
+                "-started_at", "-run_attempt", "job", "id"
+            )
         )
-        repo = self.request.query_params.get("repo")
-        if repo:
-            queryset = queryset.filter(repository__full_name=repo)
-        return queryset
 
 
-class QuarantineSerializer(serializers.ModelSerializer):
-    repo = serializers.CharField(source="repository.full_name", read_only=True)
-    test = serializers.PrimaryKeyRelatedField(queryset=TestCase.objects.all())
-    classname = serializers.CharField(source="test.classname", read_only=True)
-    name = serializers.CharField(source="test.name", read_only=True)
-    file = serializers.CharField(source="test.file", read_only=True)
-
+class QuarantineEventSerializer(serializers.ModelSerializer):
     class Meta:
-        model = Quarantine
-        fields = ["test", "repo", "classname", "name", "file", "reason", "created_by", "created_at"]
-        read_only_fields = ["created_by", "created_at"]
-
-
-class QuarantineViewSet(
-    mixins.ListModelMixin,
-    mixins.RetrieveModelMixin,
-    mixins.CreateModelMixin,
-    mixins.DestroyModelMixin,
-    viewsets.GenericViewSet,
-):
-    """Quarantined tests; POST ``{"test": id, "reason": "…"}`` to add, DELETE to release."""
-
-    serializer_class = QuarantineSerializer
-
-    def get_queryset(self):
-        queryset = Quarantine.objects.select_related("repository", "test").order_by("-created_at")
-        repo = self.request.query_params.get("repo")
-        if repo:
-            queryset = queryset.filter(repository__full_name=repo)
-        return queryset
-
-    def perform_create(self, serializer: QuarantineSerializer) -> None:
-        test = serializer.validated_data["test"]
-        if Quarantine.objects.filter(test=test).exists():
-            raise ValidationError({"test": "this test is already quarantined"})
-        [serializer.instance] = quarantine_tests(
-            tests=[test],
-            created_by=self.request.user.get_username(),
-            reason=serializer.validated_data.get("reason", ""),
-        )
+        model = QuarantineEvent
+        fields = ["action", "actor", "reason", "owner", "expires_at", "at"]

@@ -54,18 +54,59 @@ class TestScore(models.Model):
 
 
 class Quarantine(models.Model):
-    """A person's decision that a test's failures should not fail the build."""
+    """A person's decision that a test's failures should not fail the build, until it expires."""
 
     test = models.OneToOneField(
         TestCase, on_delete=models.CASCADE, primary_key=True, related_name="quarantine"
     )
     repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="quarantines")
     reason = models.TextField(blank=True)
+    owner = models.CharField(
+        max_length=255, blank=True, help_text="the person or team fixing the test"
+    )
     created_by = models.CharField(max_length=255, blank=True, help_text="user or GitHub login")
     created_at = models.DateTimeField(auto_now_add=True)
+    # Lifted by analysis.quarantines.lift_expired (every minute); CI's list
+    # leaves expired ones out at once.
+    expires_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["repository", "test"], name="quarantine_repo_idx"),
+            models.Index(fields=["expires_at"], name="quarantine_expiry_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.test} quarantined by {self.created_by or 'unknown'}"
+
+
+class QuarantineAction(models.TextChoices):
+    QUARANTINED = "quarantined", "quarantined"
+    CHANGED = "changed", "changed"
+    RELEASED = "released", "released"
+    EXPIRED = "expired", "expired"
+
+
+class QuarantineEvent(models.Model):
+    """The audit trail of quarantines: who did what to which test, when and why."""
+
+    test = models.ForeignKey(TestCase, on_delete=models.CASCADE, related_name="quarantine_events")
+    repository = models.ForeignKey(
+        Repository, on_delete=models.CASCADE, related_name="quarantine_events"
+    )
+    action = models.CharField(max_length=16, choices=QuarantineAction.choices)
+    actor = models.CharField(max_length=255, blank=True, help_text="user, token or GitHub login")
+    reason = models.TextField(blank=True)
+    owner = models.CharField(max_length=255, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["test", "-at"], name="quarantine_event_test_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.test} {self.action} by {self.actor or 'unknown'} at {self.at:%Y-%m-%d %H:%M}"
 
 
 class ScoringConfig(models.Model):

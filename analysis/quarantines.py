@@ -2,25 +2,50 @@
 
 Scores never overwrite them; the check run shows quarantined flakes as such
 and takes its "Quarantine flakes" button back once none is left to quarantine.
+A quarantine expires (``FLAKEGUARD_QUARANTINE_DAYS`` after it was made, unless
+given another date) so that a quarantined test is not forgotten; every change
+is written to the audit trail (``QuarantineEvent``).
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
+from django.db.models import Q, QuerySet
+from django.utils import timezone
 
-from analysis.models import Quarantine
-from ingest.models import TestCase
+from analysis.models import Quarantine, QuarantineAction, QuarantineEvent
+from ingest.models import Repository, TestCase
 
 logger = logging.getLogger(__name__)
 
 
+def default_expiry() -> datetime:
+    return timezone.now() + timedelta(days=settings.FLAKEGUARD_QUARANTINE_DAYS)
+
+
+def active_quarantines(repository: Repository | None = None) -> QuerySet[Quarantine]:
+    """Quarantines in force now: expired ones are left out even before they are lifted."""
+    queryset = Quarantine.objects.filter(
+        Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now())
+    )
+    return queryset if repository is None else queryset.filter(repository=repository)
+
+
 def quarantine_tests(
-    *, tests: list[TestCase], created_by: str, reason: str = ""
+    *,
+    tests: list[TestCase],
+    created_by: str,
+    reason: str = "",
+    owner: str = "",
+    expires_at: datetime | None = None,
 ) -> list[Quarantine]:
     """Quarantine these tests (already quarantined ones keep their first record)."""
     made = []
+    expires_at = expires_at or default_expiry()
     with transaction.atomic():
         for test in tests:
             quarantine, created = Quarantine.objects.get_or_create(
@@ -29,15 +54,64 @@ def quarantine_tests(
                     "repository_id": test.repository_id,
                     "created_by": created_by,
                     "reason": reason,
+                    "owner": owner,
+                    "expires_at": expires_at,
                 },
             )
             if created:
+                _audit(quarantine, QuarantineAction.QUARANTINED, actor=created_by)
                 logger.info("%s quarantined by %s", test, created_by or "unknown")
             made.append(quarantine)
     return made
 
 
-def release_tests(*, tests: list[TestCase]) -> int:
+def change_quarantine(quarantine: Quarantine, *, actor: str, **changes: object) -> Quarantine:
+    """Change a quarantine's reason, owner or expiry, with an audit event."""
+    allowed = {"reason", "owner", "expires_at"}
+    unknown = set(changes) - allowed
+    if unknown:
+        raise ValueError(f"cannot change {', '.join(sorted(unknown))} of a quarantine")
+    with transaction.atomic():
+        for field, value in changes.items():
+            setattr(quarantine, field, value)
+        quarantine.save()
+        _audit(quarantine, QuarantineAction.CHANGED, actor=actor)
+    return quarantine
+
+
+def release_tests(*, tests: list[TestCase], actor: str = "", reason: str = "") -> int:
     """Take these tests out of quarantine; returns how many were in it."""
-    deleted, _ = Quarantine.objects.filter(test__in=tests).delete()
-    return deleted
+    with transaction.atomic():
+        quarantines = list(Quarantine.objects.select_for_update().filter(test__in=tests))
+        for quarantine in quarantines:
+            _audit(quarantine, QuarantineAction.RELEASED, actor=actor, reason=reason)
+        Quarantine.objects.filter(pk__in=[q.pk for q in quarantines]).delete()
+    return len(quarantines)
+
+
+def lift_expired() -> int:
+    """Lift every quarantine whose expiry has passed (Beat, every minute)."""
+    with transaction.atomic():
+        expired = list(
+            Quarantine.objects.select_for_update(skip_locked=True).filter(
+                expires_at__lte=timezone.now()
+            )
+        )
+        for quarantine in expired:
+            _audit(quarantine, QuarantineAction.EXPIRED, actor="flakeguard")
+        Quarantine.objects.filter(pk__in=[q.pk for q in expired]).delete()
+    if expired:
+        logger.info("%s expired quarantines lifted", len(expired))
+    return len(expired)
+
+
+def _audit(quarantine: Quarantine, action: str, *, actor: str, reason: str | None = None) -> None:
+    QuarantineEvent.objects.create(
+        test_id=quarantine.test_id,
+        repository_id=quarantine.repository_id,
+        action=action,
+        actor=actor,
+        reason=reason or quarantine.reason,
+        owner=quarantine.owner,
+        expires_at=quarantine.expires_at,
+    )

@@ -6,7 +6,7 @@ from typing import Any
 
 from celery import shared_task
 
-from analysis import services
+from analysis import quarantines, services
 from jobs.models import Job, JobKind
 from jobs.queues import Queue
 from jobs.registry import job_task
@@ -26,3 +26,8 @@ def recompute_repo(job: Job) -> dict[str, Any]:
 @shared_task(name="analysis.schedule_recomputes", ignore_result=True)
 def schedule_recomputes_task() -> int:
     return services.schedule_recomputes()
+
+
+@shared_task(name="analysis.lift_expired_quarantines", ignore_result=True)
+def lift_expired_quarantines_task() -> int:
+    return quarantines.lift_expired()

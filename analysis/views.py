@@ -1,4 +1,7 @@
-"""The dashboard: repositories with their flaky and failing tests, and one repository's list."""
+"""The dashboard: repositories with their flaky and failing tests, and one repository's list.
+
+Each page shows only the repositories the user has been granted (staff: all).
+"""
 
 from __future__ import annotations
 
@@ -9,25 +12,33 @@ from django.shortcuts import get_object_or_404, render
 
 from analysis.models import TestScore
 from analysis.scoring import TestStatus, describe_event
-from ingest.models import Repository
+from ingest.access import Action, access_for
 
 _SHOWN = (TestStatus.FLAKY, TestStatus.FAILING)
 
 
 @login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
-    repositories = Repository.objects.annotate(
-        flaky=Count("scores", filter=Q(scores__verdict=TestStatus.FLAKY)),
-        failing=Count("scores", filter=Q(scores__verdict=TestStatus.FAILING)),
-        scored=Count("scores", distinct=True),
-        quarantined=Count("quarantines", distinct=True),
-    ).order_by("-flaky", "full_name")
+    repositories = (
+        access_for(request)
+        .repositories(Action.READ)
+        .annotate(
+            flaky=Count("scores", filter=Q(scores__verdict=TestStatus.FLAKY)),
+            failing=Count("scores", filter=Q(scores__verdict=TestStatus.FAILING)),
+            scored=Count("scores", distinct=True),
+            quarantined=Count("quarantines", distinct=True),
+        )
+        .order_by("-flaky", "full_name")
+    )
     return render(request, "dashboard/index.html", {"repositories": repositories})
 
 
 @login_required
 def repository_tests(request: HttpRequest, full_name: str) -> HttpResponse:
-    repository = get_object_or_404(Repository, full_name=full_name)
+    # A repository the user may not read is answered as if it did not exist.
+    repository = get_object_or_404(
+        access_for(request).repositories(Action.READ), full_name=full_name
+    )
     scores = (
         TestScore.objects.filter(repository=repository)
         .filter(Q(verdict__in=_SHOWN) | Q(test__quarantine__isnull=False))

@@ -38,6 +38,13 @@ app.conf.beat_schedule = {
         "schedule": 30.0,
         "options": {"queue": Queue.POLLING.value},
     },
+    # Lift the quarantines whose expiry has passed (CI's list already leaves
+    # them out; this makes the dashboard, reports and check runs agree).
+    "lift-expired-quarantines": {
+        "task": "analysis.lift_expired_quarantines",
+        "schedule": 60.0,
+        "options": {"queue": Queue.TESTS_RECOMPUTE.value},
+    },
     # Rescore every repository from its whole history once a night (03:17 UTC,
     # off the hour when CI is quiet), so scores that runs-analyze advanced
     # incrementally are brought back to exactly what the history says.

@@ -98,12 +98,21 @@ REST_FRAMEWORK = {
     # Stored history names a team's code and failures: no anonymous reads.
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "ingest.authentication.BearerTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.BasicAuthentication",
     ],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
 }
+# Uploads a token (or user) may make, as DRF writes rates: N/second|minute|hour|day.
+FLAKEGUARD_UPLOAD_RATE = env_str("FLAKEGUARD_UPLOAD_RATE", "120/min")
+# Days a quarantine lasts unless it is given an expiry of its own.
+FLAKEGUARD_QUARANTINE_DAYS = env_int("FLAKEGUARD_QUARANTINE_DAYS", 30)
+# Largest upload request accepted (413 beyond), 512 MiB by default.
+FLAKEGUARD_UPLOAD_MAX_BYTES = env_int("FLAKEGUARD_UPLOAD_MAX_BYTES", 512 << 20)
+# Failed token authentications a client may make per minute before it gets 429.
+FLAKEGUARD_AUTH_FAILURES_PER_MINUTE = env_int("FLAKEGUARD_AUTH_FAILURES_PER_MINUTE", 10)
 SPECTACULAR_SETTINGS = {
     "TITLE": "FlakeGuard API",
     "DESCRIPTION": "Flaky-test detection for GitHub Actions: runs, tests, jobs.",
@@ -178,6 +187,20 @@ FLAKEGUARD_JOB_LEASE_SECONDS = env_int(
     "FLAKEGUARD_JOB_LEASE_SECONDS", CELERY_TASK_TIME_LIMIT + 5 * 60
 )
 
+# Rate limits count in the cache: Redis when there is one, so that every web
+# process shares the counts; process memory on the embedded default.
+CACHES = {
+    "default": (
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            # Beside Celery's keys in the same database; never flushed as a whole.
+            "KEY_PREFIX": "flakeguard-cache",
+        }
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 # No result backend: outcomes live in the Job table, not in Redis.
 CELERY_RESULT_BACKEND = None

@@ -8,9 +8,11 @@ from drf_spectacular.views import SpectacularAPIView
 from rest_framework.routers import DefaultRouter
 
 from analysis import api as analysis_api
+from analysis import quarantine_api
 from analysis import views as analysis_views
 from flakeguard import health
 from ingest import api as ingest_api
+from ingest import token_api, upload_api
 from jobs import api as jobs_api
 from polling import webhooks
 
@@ -18,7 +20,9 @@ router = DefaultRouter()
 router.register("jobs", jobs_api.JobViewSet, basename="job")
 router.register("runs", ingest_api.RunViewSet, basename="run")
 router.register("tests", analysis_api.TestScoreViewSet, basename="test")
-router.register("quarantine", analysis_api.QuarantineViewSet, basename="quarantine")
+router.register("quarantine", quarantine_api.QuarantineViewSet, basename="quarantine")
+router.register("uploads", upload_api.UploadViewSet, basename="upload")
+router.register("tokens", token_api.TokenViewSet, basename="token")
 router.register("incidents", analysis_api.IncidentViewSet, basename="incident")
 
 urlpatterns = [

@@ -1,10 +1,11 @@
-"""Admin for stored history: repositories, run attempts (with refused files), tests."""
+"""Admin for stored history (repositories, run attempts, tests) and for access (grants, tokens)."""
 
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
 
-from ingest.models import Repository, TestCase, WorkflowRun
+from ingest.models import ApiToken, Repository, RepositoryMember, TestCase, WorkflowRun
+from ingest.tokens import revoke_token
 
 
 @admin.register(Repository)
@@ -42,3 +43,38 @@ class TestCaseAdmin(admin.ModelAdmin):
         # Identities are permanent: importers cache them per process, so a
         # deleted identity would be written again under a stale key.
         return False
+
+
+@admin.register(RepositoryMember)
+class RepositoryMemberAdmin(admin.ModelAdmin):
+    """Grants: who has which role on which repository (``manage.py grant`` does the same)."""
+
+    list_display = ("user", "repository", "role", "created_at")
+    list_filter = ("role", "repository")
+    search_fields = ("user__username", "repository__full_name")
+    autocomplete_fields = ("repository",)
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Tokens are made by ``manage.py create_token``, which shows the secret once; here
+    they are listed and revoked."""
+
+    list_display = ("prefix", "name", "repository", "scope", "user", "created_at", "last_used_at",
+                    "revoked_at")  # fmt: skip
+    list_filter = ("scope", "repository")
+    search_fields = ("name", "prefix", "repository__full_name")
+    readonly_fields = ("prefix", "name", "repository", "scope", "user", "created_at",
+                       "last_used_at", "revoked_at")  # fmt: skip
+    actions = ("revoke",)
+
+    def has_add_permission(self, request) -> bool:
+        return False  # a token made here would have no secret anyone has seen
+
+    @admin.action(description="Revoke the selected tokens", permissions=["change"])
+    def revoke(self, request, queryset) -> None:
+        revoked = 0
+        for token in queryset.filter(revoked_at__isnull=True):
+            revoke_token(token)
+            revoked += 1
+        self.message_user(request, f"{revoked} token(s) revoked.", messages.SUCCESS)

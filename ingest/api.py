@@ -5,6 +5,7 @@ from __future__ import annotations
 from rest_framework import mixins, serializers, viewsets
 
 from ingest.models import WorkflowRun
+from ingest.permissions import RepositoryScoped
 
 
 class RunSerializer(serializers.ModelSerializer):
@@ -28,6 +29,14 @@ class RunSerializer(serializers.ModelSerializer):
         ]
 
 
-class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class RunViewSet(
+    RepositoryScoped, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    """Stored run attempts of the repositories the caller may read, newest first."""
+
     serializer_class = RunSerializer
-    queryset = WorkflowRun.objects.select_related("repository").order_by("-started_at")
+
+    def get_queryset(self):
+        return self.scoped(
+            WorkflowRun.objects.select_related("repository").order_by("-started_at", "-id")
+        )

@@ -6,4 +6,7 @@ class IngestConfig(AppConfig):
     verbose_name = "Ingestion"
 
     def ready(self) -> None:
-        from ingest import tasks  # noqa: F401  (registers the runs-ingest task)
+        from ingest import (
+            tasks,  # noqa: F401  (registers the runs-ingest task)
+            uploads,  # noqa: F401  (registers the upload file source)
+        )

@@ -167,3 +167,117 @@ class TestResult(models.Model):
 def outcome_in_sql(outcomes: frozenset[Outcome] = FAILED_OUTCOMES, column: str = "outcome") -> str:
     """``outcome IN ('error', 'failed')`` for raw SQL over results, from the one vocabulary."""
     return f"{column} IN ({', '.join(repr(str(o)) for o in sorted(outcomes))})"
+
+
+# --- access: who may see and do what, per repository ----------------------------
+
+
+class Role(models.TextChoices):
+    """A person's role on one repository (staff see and do everything)."""
+
+    VIEWER = "viewer", "viewer"  # reads
+    MAINTAINER = "maintainer", "maintainer"  # also quarantines, uploads, changes settings
+    ADMIN = "admin", "admin"  # also grants access and manages tokens
+
+
+class RepositoryMember(models.Model):
+    """A grant: this user has this role on this repository."""
+
+    user = models.ForeignKey(
+        "auth.User", on_delete=models.CASCADE, related_name="repository_memberships"
+    )
+    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="members")
+    role = models.CharField(max_length=16, choices=Role.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "repository"], name="member_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} is {self.role} of {self.repository}"
+
+
+class TokenScope(models.TextChoices):
+    UPLOAD = "upload", "upload"  # uploads reports and reads the quarantine list
+    READ = "read", "read"  # reads
+    WRITE = "write", "write"  # reads and quarantines
+
+
+class ApiToken(models.Model):
+    """A bearer token limited to one repository and scope.
+
+    Only a hash of the token is kept: it is shown once, when created. A token
+    with a user acts as that user as well, so it can never do more than they
+    can.
+    """
+
+    name = models.CharField(max_length=100, blank=True)
+    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="tokens")
+    scope = models.CharField(max_length=8, choices=TokenScope.choices)
+    user = models.ForeignKey(
+        "auth.User", on_delete=models.CASCADE, null=True, blank=True, related_name="api_tokens"
+    )
+    # sha256 of the whole token, hex: what a presented token is looked up by.
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    # The first characters of the token, to tell tokens apart in lists.
+    prefix = models.CharField(max_length=12, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.scope} on {self.repository})"
+
+
+# --- uploads: reports sent by any CI through the API ----------------------------
+
+
+class Upload(models.Model):
+    """One run attempt's reports as a CI uploaded them, kept until a worker imports them.
+
+    The files live in the database (``UploadPart``), not on the web pod's disk:
+    web and workers share no file system, and every pod already reaches the
+    database. They are deleted in the transaction that stores their results.
+    """
+
+    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="uploads")
+    run_id = models.BigIntegerField()
+    run_attempt = models.PositiveIntegerField(default=1)
+    # The ingest job (shared with any other import of the same attempt).
+    job = models.ForeignKey("jobs.Job", on_delete=models.SET_NULL, null=True, blank=True)
+    files = models.JSONField(default=list, blank=True)  # [{"name": ..., "bytes": ...}]
+    created_by = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    summary = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["repository", "run_id", "run_attempt"], name="upload_attempt_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"upload of {self.repository} run {self.run_id} attempt {self.run_attempt}"
+
+
+class UploadPart(models.Model):
+    """One chunk (up to 1 MiB) of one uploaded file."""
+
+    upload = models.ForeignKey(Upload, on_delete=models.CASCADE, related_name="parts")
+    file_number = models.PositiveIntegerField()
+    chunk_number = models.PositiveIntegerField()
+    data = models.BinaryField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["upload", "file_number", "chunk_number"], name="upload_part_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.upload} file {self.file_number} chunk {self.chunk_number}"

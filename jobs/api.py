@@ -30,15 +30,25 @@ class JobSerializer(serializers.ModelSerializer):
         ]
 
 
+class HasJobPermission(permissions.BasePermission):
+    """The job model's permissions, as in the admin: ``jobs.view_job`` to read, and
+    ``jobs.change_job`` to retry. Being staff is not enough; tokens carry none."""
+
+    def has_permission(self, request: Request, view) -> bool:
+        verb = "view" if request.method in permissions.SAFE_METHODS else "change"
+        user = request.user
+        return bool(user and user.is_authenticated and user.has_perm(f"jobs.{verb}_job"))
+
+
 class JobViewSet(viewsets.ReadOnlyModelViewSet):
     """Jobs; filter with ``?state=dead`` for the dead-letter queue.
 
     An operator's view, like the job admin: errors carry tracebacks and a
-    retry puts work back on the queues, so it is for staff only.
+    retry puts work back on the queues, so it takes the job model's permissions.
     """
 
     serializer_class = JobSerializer
-    permission_classes = [permissions.IsAdminUser]
+    permission_classes = [HasJobPermission]
 
     def get_queryset(self):
         queryset = Job.objects.order_by("-id")

@@ -56,3 +56,19 @@ def fake_github(settings):
         forget_clients()
         yield fake
         forget_clients()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> None:
+    """Rate-limit counts live in the cache (Redis in the suite): each test starts from none."""
+    from django.conf import settings
+    from django.core.cache import cache
+
+    prefix = settings.CACHES["default"].get("KEY_PREFIX")
+    if not prefix:
+        cache.clear()
+        return
+    # The broker shares the Redis database: only the cache's own keys go.
+    client = cache._cache.get_client(write=True)
+    for key in client.scan_iter(match=f"{prefix}:*"):
+        client.delete(key)

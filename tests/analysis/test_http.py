@@ -10,6 +10,7 @@ from django.test import Client
 
 from analysis.models import Quarantine, ScoringConfig
 from analysis.services import recompute_repository
+from ingest.access import grant
 from ingest.models import Repository, TestCase
 from jobs.models import Job, JobKind
 from tests.analysis.test_services import REPO, store
@@ -27,8 +28,11 @@ def scored(tmp_path: Path) -> Repository:
 
 
 @pytest.fixture
-def user_client(client):
-    client.force_login(User.objects.create_user("dev", password="x"))
+def user_client(client, scored):
+    """A maintainer of the scored repository, signed in."""
+    user = User.objects.create_user("dev", password="x")
+    grant(user=user, repository=scored, role="maintainer")
+    client.force_login(user)
     return client
 
 

@@ -13,6 +13,7 @@ from analysis.loading import iter_histories, load_context
 from analysis.models import Incident, TestScore
 from analysis.scoring import ScoringSettings, describe_event, score_test
 from analysis.services import recompute_repository
+from ingest.access import grant
 from ingest.models import Repository, TestCase, WorkflowRun
 from tests.analysis.test_services import BASE, REPO, store
 
@@ -33,8 +34,13 @@ def history_with_a_dead_runner(tmp_path: Path, repo: str = REPO) -> int:
 
 
 @pytest.fixture
-def user_client(client):
-    client.force_login(User.objects.create_user("dev", password="x"))
+def user(db) -> User:
+    return User.objects.create_user("dev", password="x")
+
+
+@pytest.fixture
+def user_client(client, user):
+    client.force_login(user)
     return client
 
 
@@ -133,7 +139,7 @@ def test_a_full_rescore_of_a_test_the_runner_failed_says_why_its_failure_was_not
 
 @pytest.mark.django_db
 def test_incidents_api_lists_a_repository_s_incidents_newest_first(
-    tmp_path: Path, user_client
+    tmp_path: Path, user, user_client
 ) -> None:
     for repo in (REPO, "acme/other"):
         history_with_a_dead_runner(tmp_path / repo.replace("/", "_"), repo=repo)
@@ -142,8 +148,9 @@ def test_incidents_api_lists_a_repository_s_incidents_newest_first(
             repository=repository,
             run_pks=WorkflowRun.objects.filter(repository=repository).values_list("pk", flat=True),
         )
+    grant(user=user, repository=Repository.objects.get(full_name=REPO), role="viewer")
 
-    assert Client().get("/api/v1/incidents/").status_code == 403  # no anonymous reads
+    assert Client().get("/api/v1/incidents/").status_code == 401  # no anonymous reads
     response = user_client.get("/api/v1/incidents/", {"repo": REPO})
 
     assert response.status_code == 200
@@ -155,7 +162,11 @@ def test_incidents_api_lists_a_repository_s_incidents_newest_first(
     assert row["fingerprints"][0]["tests"] == 10
     assert row["started_at"].startswith(str(BASE.year))
     assert user_client.get(f"/api/v1/incidents/{row['id']}/").json()["id"] == row["id"]
-    assert len(user_client.get("/api/v1/incidents/").json()["results"]) == 2
+    # The other repository's incidents are not the viewer's to see.
+    assert len(user_client.get("/api/v1/incidents/").json()["results"]) == 1
+    assert user_client.get("/api/v1/incidents/", {"repo": "acme/other"}).status_code == 404
+    other = Incident.objects.get(repository__full_name="acme/other")
+    assert user_client.get(f"/api/v1/incidents/{other.pk}/").status_code == 404
 
 
 @pytest.mark.django_db

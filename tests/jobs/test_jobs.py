@@ -714,16 +714,28 @@ def test_api_retry_of_an_unknown_job_is_not_found(admin_client):
 
 
 @pytest.mark.django_db
-def test_api_jobs_are_for_staff_only(client, django_user_model, broker):
+def test_api_jobs_take_the_job_model_s_permissions(client, django_user_model, broker):
+    from django.contrib.auth.models import Permission
+
     job = JobFactory(dead=True)
 
     anonymous_list = client.get("/api/v1/jobs/")
     anonymous_retry = client.post(f"/api/v1/jobs/{job.pk}/retry/")
     client.force_login(django_user_model.objects.create_user("dev", password="x"))
-    user_retry = client.post(f"/api/v1/jobs/{job.pk}/retry/")
+    user_list = client.get("/api/v1/jobs/")
+    # Being staff is not enough: a job's error holds a traceback.
+    staff = django_user_model.objects.create_user("ops", password="x", is_staff=True)
+    client.force_login(staff)
+    staff_list = client.get("/api/v1/jobs/")
+    staff.user_permissions.add(Permission.objects.get(codename="view_job"))
+    client.force_login(django_user_model.objects.get(pk=staff.pk))  # permissions cached per user
+    viewer_list = client.get("/api/v1/jobs/")
+    viewer_retry = client.post(f"/api/v1/jobs/{job.pk}/retry/")
 
-    assert (anonymous_list.status_code, anonymous_retry.status_code) == (403, 403)
-    assert user_retry.status_code == 403
+    assert (anonymous_list.status_code, anonymous_retry.status_code) == (401, 401)
+    assert user_list.status_code == 403 and staff_list.status_code == 403
+    assert viewer_list.status_code == 200 and viewer_list.json()["count"] == 1
+    assert viewer_retry.status_code == 403  # retrying takes change_job
     job.refresh_from_db()
     assert job.state == JobState.DEAD
     assert broker.llen(INGEST_QUEUE) == 0

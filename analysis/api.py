@@ -6,12 +6,15 @@ which CI reads, are in ``analysis.quarantine_api``.
 
 from __future__ import annotations
 
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
 from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from analysis.models import Incident, QuarantineEvent, TestScore
+from analysis.quarantines import active_quarantines
 from analysis.scoring import TestStatus, describe_event
 from ingest.permissions import RepositoryScoped
 
@@ -55,7 +58,10 @@ class TestScoreSerializer(serializers.ModelSerializer):
         return score.verdict == TestStatus.FLAKY
 
     def get_quarantined(self, score: TestScore) -> bool:
-        return hasattr(score.test, "quarantine")
+        quarantine = getattr(score.test, "quarantine", None)
+        return quarantine is not None and (
+            quarantine.expires_at is None or quarantine.expires_at > timezone.now()
+        )
 
     def get_status(self, score: TestScore) -> str:
         return TestStatus.QUARANTINED.value if self.get_quarantined(score) else score.verdict
@@ -78,10 +84,11 @@ class TestScoreViewSet(RepositoryScoped, viewsets.ReadOnlyModelViewSet):
             )
         )
         status = self.request.query_params.get("status")
+        in_force = Exists(active_quarantines().filter(test_id=OuterRef("test_id")))
         if status == TestStatus.QUARANTINED:
-            queryset = queryset.filter(test__quarantine__isnull=False)
+            queryset = queryset.filter(in_force)
         elif status:
-            queryset = queryset.filter(verdict=status, test__quarantine__isnull=True)
+            queryset = queryset.filter(~in_force, verdict=status)
         return queryset
 
     @action(detail=True, methods=["get"], url_path="quarantine-events")

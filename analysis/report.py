@@ -15,7 +15,8 @@ from typing import Any
 
 from django.db.models import Count, Exists, OuterRef, Q
 
-from analysis.models import Quarantine, TestScore
+from analysis.models import TestScore
+from analysis.quarantines import active_quarantines
 from analysis.scoring import TestStatus, describe_event
 from ingest.models import Repository
 from ingest.timestamps import parse_timestamp
@@ -76,7 +77,7 @@ def flaky_report(
     scores = (
         TestScore.objects.filter(repository=repository)
         .select_related("test")
-        .annotate(in_quarantine=Exists(Quarantine.objects.filter(test_id=OuterRef("test_id"))))
+        .annotate(in_quarantine=Exists(active_quarantines().filter(test_id=OuterRef("test_id"))))
     )
     if statuses is not None:
         verdicts = set(statuses) - {TestStatus.QUARANTINED}

@@ -2,15 +2,15 @@
 
 Files are streamed to temporary files by Django's upload handler, never held
 in memory, then copied into the database in chunks (``ingest.uploads``). A
-request larger than ``FLAKEGUARD_UPLOAD_MAX_BYTES`` is refused with 413: at
-once when its Content-Length says so, and as soon as its body passes the limit
-when it does not. Uploads are rate-limited per token (429, ``Retry-After``).
+request whose Content-Length is over ``FLAKEGUARD_UPLOAD_MAX_BYTES`` is refused
+with 413 before its body is read (Django reads no more of a body than its
+Content-Length). Uploads are rate-limited per token (429, ``Retry-After``).
 """
 
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.files.uploadhandler import FileUploadHandler, TemporaryFileUploadHandler
+from django.core.files.uploadhandler import TemporaryFileUploadHandler
 from django.http import Http404
 from django.urls import reverse
 from rest_framework import exceptions, mixins, serializers, status, viewsets
@@ -34,23 +34,6 @@ class UploadTooLarge(exceptions.APIException):
 def _too_large() -> UploadTooLarge:
     limit = settings.FLAKEGUARD_UPLOAD_MAX_BYTES
     return UploadTooLarge(f"the upload is larger than the limit of {limit:,} bytes")
-
-
-class SizeLimitHandler(FileUploadHandler):
-    """Stops reading a multipart body once it passes the limit, whatever it declared."""
-
-    def __init__(self, request=None) -> None:
-        super().__init__(request)
-        self.received = 0
-
-    def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
-        self.received += len(raw_data)
-        if self.received > settings.FLAKEGUARD_UPLOAD_MAX_BYTES:
-            raise _too_large()
-        return raw_data
-
-    def file_complete(self, file_size: int) -> None:
-        return None  # the next handler makes the file
 
 
 class UploadThrottle(SimpleRateThrottle):
@@ -126,8 +109,8 @@ class UploadViewSet(RepositoryScoped, mixins.RetrieveModelMixin, viewsets.Generi
 
     def initialize_request(self, request, *args, **kwargs):
         # Before anything reads the body (a session's CSRF check would): files
-        # go to disk as they arrive, and the body stops at the limit.
-        request.upload_handlers = [SizeLimitHandler(request), TemporaryFileUploadHandler(request)]
+        # go to disk as they arrive, however small, never into memory.
+        request.upload_handlers = [TemporaryFileUploadHandler(request)]
         return super().initialize_request(request, *args, **kwargs)
 
     def get_throttles(self):

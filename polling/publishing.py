@@ -24,8 +24,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from analysis.announcements import announce_verdicts_changed
-from analysis.models import Quarantine, TestScore
-from analysis.quarantines import quarantine_tests
+from analysis.models import TestScore
+from analysis.quarantines import active_quarantines, quarantine_tests
 from analysis.scoring import describe_event
 from ingest.junit import FAILED_OUTCOMES, Outcome
 from ingest.models import Repository, TestCase, TestResult, WorkflowRun
@@ -263,7 +263,7 @@ def failed_tests_of_commit(*, repository: Repository, head_sha: str) -> list[Fai
     tests = TestCase.objects.in_bulk(list(jobs_of))
     scores = {score.test_id: score for score in TestScore.objects.filter(test_id__in=list(jobs_of))}
     quarantined = set(
-        Quarantine.objects.filter(test_id__in=list(jobs_of)).values_list("test_id", flat=True)
+        active_quarantines().filter(test_id__in=list(jobs_of)).values_list("test_id", flat=True)
     )
     failures = []
     for test_pk, jobs in jobs_of.items():

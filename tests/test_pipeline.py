@@ -315,3 +315,54 @@ def test_worker_killed_mid_backlog_rescore_leaves_every_test_scored_once(tmp_pat
     scored, stored = scored_vs_stored()
     assert len(scored) == tests
     assert scored == stored  # every test, from every analyzed run, exactly once
+
+
+def test_an_upload_is_imported_by_a_worker_that_shares_no_folder_with_the_web(
+    tmp_path: Path, settings
+) -> None:
+    import shutil
+
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from django.test import Client
+
+    from ingest.models import Repository, Upload, UploadPart
+    from ingest.tokens import create_token
+
+    web_tmp = tmp_path / "web"
+    web_tmp.mkdir()
+    settings.FILE_UPLOAD_TEMP_DIR = str(web_tmp)
+    _, secret = create_token(
+        repository=Repository.objects.create(full_name="acme/ci"), scope="upload"
+    )
+    ci = Client(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    cases = [("tests.test_ci", f"test_{n}", "failed" if n == 3 else "passed") for n in range(40)]
+
+    def upload():
+        return ci.post(
+            "/api/v1/uploads/",
+            {
+                "repo": "acme/ci", "run_id": "501", "sha": "e" * 40, "branch": "main",
+                "event": "push", "started_at": "2026-11-20T09:30:00Z", "job": "linux",
+                "files": [SimpleUploadedFile("junit.xml", pytest_report(cases))],
+            },
+        )  # fmt: skip
+
+    accepted = upload()
+    assert accepted.status_code == 202, accepted.content
+    shutil.rmtree(web_tmp)  # whatever the web side wrote to its disk is gone
+    worker_tmp = tmp_path / "worker"
+    worker_tmp.mkdir()
+    url = accepted.json()["url"]
+    with celery_worker(tmp_path, TMPDIR=str(worker_tmp)):
+        wait_for(
+            lambda: ci.get(url).json()["state"] == "done", timeout=60, what="the upload's import"
+        )
+    web_tmp.mkdir()
+    again = upload()
+
+    done = ci.get(url).json()
+    assert done["summary"] == {"results_stored": 40, "files_stored": 1, "files_refused": []}
+    assert again.status_code == 200 and again.json()["id"] == accepted.json()["id"]
+    assert TestResult.objects.filter(run__repository__full_name="acme/ci").count() == 40
+    assert not UploadPart.objects.exists() and Upload.objects.count() == 1
+    assert list(worker_tmp.iterdir()) == []  # the worker's copies are cleaned up too

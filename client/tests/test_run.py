@@ -1,6 +1,8 @@
 """``flakeguard run`` as a subprocess, running a real command that writes reports."""
 
 import os
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -249,3 +251,29 @@ def test_a_glob_expanded_by_the_shell_is_explained(tmp_path: Path) -> None:
     result = flakeguard(["run", "--junit", "a.xml", "b.xml", "--", "pytest"], env=env, cwd=tmp_path)
     assert result.returncode == 2
     assert "unexpected b.xml before --: quote each --junit pattern" in result.stderr
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_sigterm_reaches_the_command_and_nothing_is_uploaded(
+    server: FakeFlakeGuard, tmp_path: Path
+) -> None:
+    script = (
+        "import os, time\n"
+        "os.makedirs('reports', exist_ok=True)\n"
+        "open('reports/junit.xml', 'w').write('<testsuite/>')\n"
+        "open('ready', 'w').close()\n"
+        "time.sleep(30)\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "flakeguard_client", "run", "--junit", "reports/*.xml",
+         *RUN_METADATA, "--", sys.executable, "-c", script],
+        env=server_env(server.url), cwd=tmp_path, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 20
+    while not (tmp_path / "ready").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=20)
+    assert process.returncode == 128 + signal.SIGTERM
+    assert "interrupted: not uploading; exit status 143" in stderr
+    assert server.requests == []

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from flakeguard_client import __version__
 from flakeguard_client.api import ApiError, Client, Upload
@@ -242,7 +243,7 @@ def _run(command: Sequence[str]) -> tuple[int, int | None, bool]:
     for name in ("SIGTERM", "SIGHUP"):
         if hasattr(signal, name):
             handlers[getattr(signal, name)] = forward
-    previous = {}
+    previous: dict[int, Any] = {}
     for signum, handler in handlers.items():
         with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
             previous[signum] = signal.signal(signum, handler)
@@ -250,7 +251,9 @@ def _run(command: Sequence[str]) -> tuple[int, int | None, bool]:
         status = process.wait()
     finally:
         for signum, handler in previous.items():
-            signal.signal(signum, handler)
+            # None: the handler was not set from Python and cannot be put back.
+            if handler is not None:
+                signal.signal(signum, handler)
     if status < 0:
         return 128 - status, -status, bool(received)
     return status, None, bool(received)

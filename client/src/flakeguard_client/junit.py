@@ -13,7 +13,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, Any
 from xml.parsers import expat
 
 from flakeguard_client.keys import display_name, test_key
@@ -119,14 +119,14 @@ class _Reader:
         self.depth -= 1
 
 
-def _refuse(what: str, label: str) -> Callable[..., None]:
-    def handler(*_: object) -> None:
+def _refuse(what: str, label: str) -> Callable[..., Any]:
+    def handler(*_: object) -> Any:
         raise ReportError(f"{label}: refused: the report contains {what}")
 
     return handler
 
 
-def read_stream(stream: BinaryIO, label: str, limit: int = MAX_REPORT_BYTES) -> Report:
+def read_stream(stream: IO[bytes], label: str, limit: int = MAX_REPORT_BYTES) -> Report:
     """Parse one XML report from a binary stream of at most ``limit`` bytes."""
     reader = _Reader(label)
     parser = expat.ParserCreate()

@@ -19,11 +19,13 @@ from flakeguard_client.api import ApiError, Client, Quarantine
 from flakeguard_client.config import ConfigError, repository, server_settings
 from flakeguard_client.keys import test_key
 
+# pytest's own functions for the names junitxml writes: reusing them keeps the
+# keys identical to the reports'. They are internal, so their absence is
+# survived (nothing is forgiven) rather than breaking every pytest run.
 try:
-    from _pytest.junitxml import bin_xml_escape, mangle_test_address
-except ImportError:  # pragma: no cover - pytest moved them; then nothing matches
-    bin_xml_escape = None
-    mangle_test_address = None
+    from _pytest import junitxml as _junitxml
+except ImportError:  # pragma: no cover
+    _junitxml = None  # type: ignore[assignment]
 
 STATE_NAME = "flakeguard-state"
 PLUGIN_NAMES = ("flakeguard", "flakeguard_client.pytest_plugin")
@@ -41,15 +43,13 @@ def junit_identity(
     nodeid: str, prefix: str | None = None, family: str = "xunit2", location: str = ""
 ) -> tuple[str, str, str]:
     """(classname, file, name) as pytest's junitxml writes them for this node id."""
-    if mangle_test_address is None or bin_xml_escape is None:
-        raise RuntimeError("this pytest has no _pytest.junitxml.mangle_test_address")
-    names = mangle_test_address(nodeid)
+    names = _junitxml.mangle_test_address(nodeid)
     classnames = names[:-1]
     if prefix:
         classnames.insert(0, prefix)
     # Only the legacy xunit1 family writes the file attribute.
     file = location if family == "xunit1" else ""
-    return ".".join(classnames), file, bin_xml_escape(names[-1])
+    return ".".join(classnames), file, _junitxml.bin_xml_escape(names[-1])
 
 
 class FlakeGuardPlugin:
@@ -67,6 +67,9 @@ class FlakeGuardPlugin:
     # -- the list -----------------------------------------------------------
 
     def fetch(self) -> None:
+        if not all(hasattr(_junitxml, name) for name in ("mangle_test_address", "bin_xml_escape")):
+            self.problem = "this pytest has no _pytest.junitxml.mangle_test_address"
+            return
         try:
             settings = server_settings(os.environ)
             repo = repository(os.environ)

@@ -12,7 +12,6 @@ import json
 import re
 import ssl
 import threading
-import time
 import urllib.parse
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -350,12 +349,3 @@ def _parse_multipart(body: bytes, boundary: bytes) -> tuple[dict[str, str], list
         else:
             fields[name] = content.decode()
     return fields, files
-
-
-def wait_for(predicate: Any, timeout: float = 5.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return False

@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 help:  ## Show this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt client/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ is required" >&2; exit 1; }
 	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { \
 		echo "installing python3-venv with apt-get" >&2; \
@@ -18,6 +18,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install -q --no-deps -e ./client
 	@touch $(STAMP)
 
 install: $(STAMP)  ## Create .venv and install FlakeGuard with its dev tools
@@ -26,19 +27,21 @@ demo: $(STAMP)  ## Import a bundled sample history on the embedded default and s
 	$(PY) manage.py migrate --noinput -v 0
 	$(PY) manage.py demo
 
-test: $(STAMP)  ## Run the whole suite against throwaway PostgreSQL and Redis
+test: $(STAMP)  ## Run the whole suite (server and CI client) against throwaway PostgreSQL and Redis
 	scripts/with-services.sh $(PY) -m pytest $(PYTEST_ARGS)
+	cd client && ../$(PY) -m pytest -q -p no:cacheprovider
 
 conformance: $(STAMP)  ## Check parse_junit against the JUnit corpus (FLAKEGUARD_JUNIT_CORPUS, default ../shared/junit-corpus)
 	$(PY) scripts/conformance.py
 
-bench: $(STAMP)  ## Parser throughput and memory; import rate vs raw COPY; recompute, analyze and whole-command rates
+bench: $(STAMP)  ## Parser throughput and memory; import rate vs raw COPY; recompute, analyze, whole-command rates; quarantine list
 	$(PY) -m bench.parser
 	scripts/with-services.sh $(PY) -m bench.ingest
 	scripts/with-services.sh $(PY) -m bench.analysis
 	WITH_SERVICES_DURABLE=1 scripts/with-services.sh $(PY) -m bench.analysis \
 		--tests 1000 --runs 10 --rounds 1 --analyze-tests 500000 --analyze-runs 5
 	WITH_SERVICES_DURABLE=1 scripts/with-services.sh $(PY) -m bench.command
+	scripts/with-services.sh $(PY) -m bench.quarantine
 
 lint: $(STAMP)  ## ruff lint and format check, import layers, types of the pure cores
 	$(VENV)/bin/ruff check .

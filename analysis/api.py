@@ -6,8 +6,9 @@ which CI reads, are in ``analysis.quarantine_api``.
 
 from __future__ import annotations
 
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
+from django_filters import rest_framework as filters
 from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -16,6 +17,7 @@ from rest_framework.response import Response
 from analysis.models import Incident, QuarantineEvent, TestScore
 from analysis.quarantines import active_quarantines
 from analysis.scoring import TestStatus, describe_event
+from ingest.models import TestResult
 from ingest.permissions import RepositoryScoped
 
 
@@ -70,29 +72,60 @@ class TestScoreSerializer(serializers.ModelSerializer):
         return [describe_event(event) for event in score.evidence]
 
 
+class TestScoreFilter(filters.FilterSet):
+    """``?status=flaky``, ``?score_min=0.5``, ``?owner=team-pay``, ``?search=checkout``,
+    ``?branch=main``; ``?repo=OWNER/NAME`` is the view's own (404 for a repository not yours)."""
+
+    status = filters.ChoiceFilter(
+        choices=[(s.value, s.value) for s in TestStatus], method="filter_status"
+    )
+    score_min = filters.NumberFilter(field_name="score", lookup_expr="gte")
+    score_max = filters.NumberFilter(field_name="score", lookup_expr="lte")
+    owner = filters.CharFilter(method="filter_owner", help_text="the quarantine's owner")
+    search = filters.CharFilter(method="filter_search", help_text="in the name or class name")
+    branch = filters.CharFilter(method="filter_branch", help_text="tests that ran on the branch")
+
+    class Meta:
+        model = TestScore
+        fields = ["status", "score_min", "score_max", "owner", "search", "branch"]
+
+    def filter_status(self, queryset, name, value):
+        in_force = Exists(active_quarantines().filter(test_id=OuterRef("test_id")))
+        if value == TestStatus.QUARANTINED:
+            return queryset.filter(in_force)
+        return queryset.filter(~in_force, verdict=value)
+
+    def filter_owner(self, queryset, name, value):
+        return queryset.filter(
+            Exists(active_quarantines().filter(test_id=OuterRef("test_id"), owner=value))
+        )
+
+    def filter_search(self, queryset, name, value):
+        return queryset.filter(Q(test__name__icontains=value) | Q(test__classname__icontains=value))
+
+    def filter_branch(self, queryset, name, value):
+        ran = TestResult.objects.filter(test_id=OuterRef("test_id"), run__branch=value)
+        return queryset.filter(Exists(ran))
+
+
 class TestScoreViewSet(RepositoryScoped, viewsets.ReadOnlyModelViewSet):
-    """Scored tests, worst first. Filters: ``?repo=owner/name``, ``?status=flaky``."""
+    """Scored tests, worst first, of the repositories you may read (``?repo=`` narrows)."""
 
     __test__ = False  # not a pytest test class
 
     serializer_class = TestScoreSerializer
+    lookup_field = "test_id"  # the test's id, as everywhere in the API
+    filterset_class = TestScoreFilter
+    ordering = ("-score", "-failures", "test_id")
+    ordering_fields = ["score", "failures", "results", "last_failure_at", "test_id"]
 
     def get_queryset(self):
-        queryset = self.scoped(
-            TestScore.objects.select_related("repository", "test", "test__quarantine").order_by(
-                "-score", "-failures", "test_id"
-            )
+        return self.scoped(
+            TestScore.objects.select_related("repository", "test", "test__quarantine")
         )
-        status = self.request.query_params.get("status")
-        in_force = Exists(active_quarantines().filter(test_id=OuterRef("test_id")))
-        if status == TestStatus.QUARANTINED:
-            queryset = queryset.filter(in_force)
-        elif status:
-            queryset = queryset.filter(~in_force, verdict=status)
-        return queryset
 
     @action(detail=True, methods=["get"], url_path="quarantine-events")
-    def quarantine_events(self, request: Request, pk: str | None = None) -> Response:
+    def quarantine_events(self, request: Request, test_id: str | None = None) -> Response:
         """The test's quarantine audit trail, newest first."""
         score = self.get_object()
         events = QuarantineEvent.objects.filter(test_id=score.test_id).order_by("-at", "-id")
@@ -120,18 +153,26 @@ class IncidentSerializer(serializers.ModelSerializer):
         ]
 
 
+class IncidentFilter(filters.FilterSet):
+    since = filters.IsoDateTimeFilter(field_name="started_at", lookup_expr="gte")
+    until = filters.IsoDateTimeFilter(field_name="started_at", lookup_expr="lt")
+
+    class Meta:
+        model = Incident
+        fields = ["job", "since", "until"]
+
+
 class IncidentViewSet(RepositoryScoped, viewsets.ReadOnlyModelViewSet):
     """Job attempts whose failures were put down to infrastructure, newest first.
-    Filter: ``?repo=owner/name``."""
+    Filters: ``?repo=owner/name``, ``?job=``, ``?since=``, ``?until=``."""
 
     serializer_class = IncidentSerializer
+    filterset_class = IncidentFilter
+    ordering = ("-started_at", "-id")
+    ordering_fields = ["started_at", "tests_failed", "id"]
 
     def get_queryset(self):
-        return self.scoped(
-            Incident.objects.select_related("repository").order_by(
-                "-started_at", "-run_attempt", "job", "id"
-            )
-        )
+        return self.scoped(Incident.objects.select_related("repository"))
 
 
 class QuarantineEventSerializer(serializers.ModelSerializer):

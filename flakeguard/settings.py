@@ -8,6 +8,7 @@ variable is read through ``flakeguard.env``.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import dj_database_url
@@ -30,6 +31,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_filters",
     "django_prometheus",
     "jobs",
     "ingest",
@@ -40,6 +43,9 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files (the admin's, the API docs') from the app itself: no CDN,
+    # no separate web server to configure.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -92,6 +98,11 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# Without `collectstatic`, WhiteNoise finds the files in the apps (the
+# embedded default and the tests); a deployment collects them at build time.
+WHITENOISE_USE_FINDERS = env_bool("WHITENOISE_USE_FINDERS", True)
+# ...and then STATIC_ROOT does not exist, which is not worth a warning per request.
+warnings.filterwarnings("ignore", message="No directory at", module="whitenoise.base")
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -102,8 +113,12 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.BasicAuthentication",
     ],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "ingest.pagination.CappedCursorPagination",
     "PAGE_SIZE": 100,
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.OrderingFilter",
+    ],
 }
 # Uploads a token (or user) may make, as DRF writes rates: N/second|minute|hour|day.
 FLAKEGUARD_UPLOAD_RATE = env_str("FLAKEGUARD_UPLOAD_RATE", "120/min")
@@ -115,8 +130,16 @@ FLAKEGUARD_UPLOAD_MAX_BYTES = env_int("FLAKEGUARD_UPLOAD_MAX_BYTES", 512 << 20)
 FLAKEGUARD_AUTH_FAILURES_PER_MINUTE = env_int("FLAKEGUARD_AUTH_FAILURES_PER_MINUTE", 10)
 SPECTACULAR_SETTINGS = {
     "TITLE": "FlakeGuard API",
-    "DESCRIPTION": "Flaky-test detection for GitHub Actions: runs, tests, jobs.",
+    "DESCRIPTION": (
+        "Flaky-test detection for any CI: runs, uploads, scored tests, quarantines, incidents, "
+        "jobs. Authenticate with `Authorization: Bearer <token>` (`manage.py create_token`) "
+        "or a signed-in session."
+    ),
     "VERSION": "1",
+    # The docs page's JavaScript and CSS come from drf-spectacular-sidecar, served here.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- GitHub -----------------------------------------------------------------

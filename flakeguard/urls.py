@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView
+from drf_spectacular.renderers import OpenApiJsonRenderer, OpenApiYamlRenderer
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.permissions import AllowAny
 from rest_framework.routers import DefaultRouter
 
 from analysis import api as analysis_api
@@ -15,6 +17,20 @@ from ingest import api as ingest_api
 from ingest import token_api, upload_api
 from jobs import api as jobs_api
 from polling import webhooks
+
+
+class BrowserYamlRenderer(OpenApiYamlRenderer):
+    """The schema as YAML text, which a browser shows rather than downloads."""
+
+    media_type = "text/plain"
+
+
+# The schema and its docs page describe the API, not anyone's data: open to all.
+schema_view = SpectacularAPIView.as_view(
+    renderer_classes=[BrowserYamlRenderer, OpenApiYamlRenderer, OpenApiJsonRenderer],
+    permission_classes=[AllowAny],
+)
+docs_view = SpectacularSwaggerView.as_view(url_name="schema", permission_classes=[AllowAny])
 
 router = DefaultRouter()
 router.register("jobs", jobs_api.JobViewSet, basename="job")
@@ -31,7 +47,8 @@ urlpatterns = [
     path("", include("django_prometheus.urls")),  # /metrics
     path("admin/", admin.site.urls),
     path("webhooks/github", webhooks.github_webhook, name="github-webhook"),
-    path("api/v1/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/v1/schema/", schema_view, name="schema"),
+    path("api/v1/docs/", docs_view, name="api-docs"),
     path("api/v1/", include(router.urls)),
     path("repos/<path:full_name>/", analysis_views.repository_tests, name="repository-tests"),
     path("", analysis_views.dashboard, name="dashboard"),

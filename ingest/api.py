@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django_filters import rest_framework as filters
 from rest_framework import mixins, serializers, viewsets
 
 from ingest.models import WorkflowRun
@@ -29,14 +30,29 @@ class RunSerializer(serializers.ModelSerializer):
         ]
 
 
+class RunFilter(filters.FilterSet):
+    started_after = filters.IsoDateTimeFilter(field_name="started_at", lookup_expr="gte")
+    started_before = filters.IsoDateTimeFilter(field_name="started_at", lookup_expr="lt")
+    sha = filters.CharFilter(method="filter_sha", help_text="the commit, or the start of its sha")
+
+    class Meta:
+        model = WorkflowRun
+        fields = ["branch", "event", "sha", "started_after", "started_before"]
+
+    def filter_sha(self, queryset, name, value):
+        return queryset.filter(sha__startswith=value.lower())
+
+
 class RunViewSet(
     RepositoryScoped, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
 ):
-    """Stored run attempts of the repositories the caller may read, newest first."""
+    """Stored run attempts of the repositories the caller may read, newest first.
+    Filters: ``?repo=``, ``?branch=``, ``?sha=``, ``?event=``, ``?started_after=``, ``?started_before=``."""
 
     serializer_class = RunSerializer
+    filterset_class = RunFilter
+    ordering = ("-started_at", "-id")
+    ordering_fields = ["started_at", "results_count", "id"]
 
     def get_queryset(self):
-        return self.scoped(
-            WorkflowRun.objects.select_related("repository").order_by("-started_at", "-id")
-        )
+        return self.scoped(WorkflowRun.objects.select_related("repository"))

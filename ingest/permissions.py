@@ -24,15 +24,22 @@ class RepositoryScoped:
     def access(self) -> Access:
         return access_for(self.request)
 
-    def scoped(self, queryset: QuerySet, action: Action | None = None) -> QuerySet:
+    def scoped(
+        self,
+        queryset: QuerySet,
+        action: Action | None = None,
+        *,
+        repository_lookup: str | None = None,
+    ) -> QuerySet:
+        lookup = repository_lookup or self.repository_lookup
         visible = self.access.repositories(action or self.read_action)
-        queryset = queryset.filter(**{f"{self.repository_lookup}__in": visible})
+        queryset = queryset.filter(**{f"{lookup}__in": visible})
         repo = self.request.query_params.get("repo")
         if repo:
             repository = visible.filter(full_name=repo).first()
             if repository is None:
                 raise Http404(f"no repository {repo}")
-            queryset = queryset.filter(**{self.repository_lookup: repository})
+            queryset = queryset.filter(**{lookup: repository.pk})
         return queryset
 
     def require(self, action: Action, repository: Repository) -> None:

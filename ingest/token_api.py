@@ -38,11 +38,12 @@ class TokenViewSet(
 
     serializer_class = TokenSerializer
     read_action = Action.MANAGE
+    filterset_fields = ["scope"]
+    ordering = ("-created_at", "-id")
+    ordering_fields = ["created_at", "last_used_at"]
 
     def get_queryset(self):
-        return self.scoped(
-            ApiToken.objects.select_related("repository", "user").order_by("-created_at", "-id")
-        )
+        return self.scoped(ApiToken.objects.select_related("repository", "user"))
 
     def destroy(self, request: Request, *args, **kwargs) -> Response:
         revoke_token(self.get_object())

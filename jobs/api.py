@@ -49,13 +49,12 @@ class JobViewSet(viewsets.ReadOnlyModelViewSet):
 
     serializer_class = JobSerializer
     permission_classes = [HasJobPermission]
+    filterset_fields = ["state", "kind"]
+    ordering = ("-id",)
+    ordering_fields = ["id", "updated_at", "attempts"]
 
     def get_queryset(self):
-        queryset = Job.objects.order_by("-id")
-        state = self.request.query_params.get("state")
-        if state:
-            queryset = queryset.filter(state=state)
-        return queryset
+        return Job.objects.all()
 
     @action(detail=True, methods=["post"])
     def retry(self, request: Request, pk: str | None = None) -> Response:

@@ -113,6 +113,9 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.BasicAuthentication",
     ],
+    # Proxies in front of the web pods (an ingress, a load balancer): rate
+    # limits then count per client address from X-Forwarded-For, not per proxy.
+    "NUM_PROXIES": env_int("FLAKEGUARD_NUM_PROXIES", 0) or None,
     "DEFAULT_PAGINATION_CLASS": "ingest.pagination.CappedCursorPagination",
     "PAGE_SIZE": 100,
     "DEFAULT_FILTER_BACKENDS": [

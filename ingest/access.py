@@ -65,10 +65,6 @@ class Access:
     user: object  # a django.contrib.auth user, or a TokenPrincipal
     token: ApiToken | None = None
 
-    @property
-    def is_staff(self) -> bool:
-        return bool(getattr(self.user, "is_staff", False)) and self.token is None
-
     def repositories(self, action: Action) -> QuerySet[Repository]:
         """The repositories on which the caller may take ``action``."""
         queryset = Repository.objects.all()

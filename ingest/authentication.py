@@ -15,6 +15,7 @@ from django.core.cache import cache
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
+from rest_framework.throttling import BaseThrottle
 
 from ingest.access import TokenPrincipal
 from ingest.models import ApiToken
@@ -24,9 +25,9 @@ _WINDOW = 60  # seconds
 
 
 def client_address(request: Request) -> str:
-    """The client's address as the web server saw it (a proxy's, behind one: set it to pass
-    the client's in REMOTE_ADDR)."""
-    return request.META.get("REMOTE_ADDR", "") or "unknown"
+    """The client's address: REMOTE_ADDR, or behind ``FLAKEGUARD_NUM_PROXIES`` proxies the
+    address the outermost of them saw (X-Forwarded-For), as DRF's throttles tell clients apart."""
+    return BaseThrottle().get_ident(request) or "unknown"
 
 
 class BearerTokenAuthentication(authentication.BaseAuthentication):

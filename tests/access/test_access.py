@@ -291,3 +291,24 @@ def test_failed_authentications_are_rate_limited_per_client(world, settings) -> 
     assert statuses == [401] * 5 + [429] * 2
     assert blocked.status_code == 429 and 0 < int(blocked["Retry-After"]) <= 60
     assert other.status_code == 200
+
+
+@pytest.mark.django_db
+def test_behind_a_proxy_clients_are_told_apart_by_forwarded_address(world, settings) -> None:
+    from rest_framework.settings import api_settings
+
+    settings.FLAKEGUARD_AUTH_FAILURES_PER_MINUTE = 2
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
+    api_settings.reload()
+    try:
+        guesser = Client(HTTP_AUTHORIZATION="Bearer fg_guess", REMOTE_ADDR="10.0.0.1",
+                         HTTP_X_FORWARDED_FOR="203.0.113.7")  # fmt: skip
+        statuses = [guesser.get("/api/v1/tests/").status_code for _ in range(3)]
+        _, good = create_token(repository=world[0].repository, scope="read")
+        neighbour = Client(HTTP_AUTHORIZATION=f"Bearer {good}", REMOTE_ADDR="10.0.0.1",
+                           HTTP_X_FORWARDED_FOR="198.51.100.4")  # fmt: skip
+        assert statuses == [401, 401, 429]
+        assert neighbour.get("/api/v1/tests/").status_code == 200  # same proxy, other client
+    finally:
+        settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": None}
+        api_settings.reload()

@@ -27,7 +27,8 @@ demo: $(STAMP)  ## Import a bundled sample history on the embedded default and s
 	$(PY) manage.py migrate --noinput -v 0
 	$(PY) manage.py demo
 
-test: $(STAMP)  ## Run the whole suite (server and CI client) against throwaway PostgreSQL and Redis
+test: $(STAMP)  ## Run the whole suite (server, CI client, pages in headless Chromium) against throwaway PostgreSQL and Redis
+	scripts/ensure-chromium.sh
 	scripts/with-services.sh $(PY) -m pytest $(PYTEST_ARGS)
 	cd client && ../$(PY) -m pytest -q -p no:cacheprovider
 

@@ -12,7 +12,7 @@ the same runs changes nothing.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from django.db import transaction
 
@@ -104,4 +104,30 @@ def record_incidents(
                 update_fields=list(_UPDATED),
                 batch_size=1000,
             )
+            _announce_recent(repository, rows)
     return len(rows)
+
+
+def _announce_recent(repository: Repository, rows: list[Incident]) -> None:
+    """Channels hear of an incident of the last day once; older ones (a backfill, a
+    recompute restating the history) are history, not news."""
+    from analysis.events import EventKind, announce_event
+
+    recent = datetime.now(UTC) - timedelta(days=1)
+    for incident in rows:
+        if incident.started_at < recent:
+            continue
+        announce_event(
+            repository_id=repository.pk,
+            kind=EventKind.INCIDENT,
+            key=f"{incident.run_id}:{incident.job}",
+            payload={
+                "repo": repository.full_name,
+                "job": incident.job,
+                "run_id": incident.github_run_id,
+                "run_attempt": incident.run_attempt,
+                "tests_failed": incident.tests_failed,
+                "tests_in_job": incident.tests_in_job,
+                "rule": incident.rule,
+            },
+        )

@@ -173,3 +173,77 @@ class Incident(models.Model):
             f"{self.repository} run {self.github_run_id} attempt {self.run_attempt} {self.job}: "
             f"{self.tests_failed} of {self.tests_in_job} failed ({self.rule})"
         )
+
+
+class RepositorySnapshot(models.Model):
+    """One day of a repository in numbers: what the dashboard's trends are drawn from.
+
+    Taken every hour for the current day (``analysis.snapshots``), so trends
+    outlive the results they were counted from.
+    """
+
+    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="snapshots")
+    day = models.DateField()
+    tests = models.PositiveIntegerField(default=0)
+    flaky = models.PositiveIntegerField(default=0)
+    failing = models.PositiveIntegerField(default=0)
+    quarantined = models.PositiveIntegerField(default=0)
+    # Seconds of CI spent that day on attempts a re-run then passed, and on
+    # jobs failed by flaky tests alone.
+    ci_seconds_lost = models.FloatField(default=0.0)
+    taken_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["repository", "day"], name="snapshot_day_unique"),
+        ]
+        ordering = ["repository", "day"]
+
+    def __str__(self) -> str:
+        return f"{self.repository} on {self.day}: {self.flaky} flaky"
+
+
+class RepositoryPolicy(models.Model):
+    """What FlakeGuard may do by itself in a repository (nothing, by default)."""
+
+    repository = models.OneToOneField(
+        Repository, on_delete=models.CASCADE, primary_key=True, related_name="policy"
+    )
+    auto_quarantine = models.BooleanField(
+        default=False,
+        help_text="Quarantine tests that become flaky (never failing ones), and release them "
+        "after enough clean passes.",
+    )
+    release_passes = models.PositiveIntegerField(
+        null=True, blank=True, help_text="clean passes in a row (default FLAKEGUARD_RELEASE_PASSES)"
+    )
+
+    class Meta:
+        verbose_name_plural = "repository policies"
+
+    def __str__(self) -> str:
+        return f"{self.repository}: auto-quarantine {'on' if self.auto_quarantine else 'off'}"
+
+
+class OwnerSource(models.TextChoices):
+    CODEOWNERS = "codeowners", "CODEOWNERS"
+    PERSON = "person", "set by a person"
+
+
+class TestOwner(models.Model):
+    """One owner of one test: from the repository's CODEOWNERS, or set by a person (who wins)."""
+
+    __test__ = False  # not a pytest test class
+
+    test = models.ForeignKey(TestCase, on_delete=models.CASCADE, related_name="owners")
+    owner = models.CharField(max_length=255, help_text="@user, @org/team or an email")
+    source = models.CharField(max_length=16, choices=OwnerSource.choices)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["test", "owner"], name="test_owner_unique"),
+        ]
+        indexes = [models.Index(fields=["owner", "test"], name="test_owner_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.owner} owns {self.test}"

@@ -99,6 +99,7 @@ def lift_expired() -> int:
         )
         for quarantine in expired:
             _audit(quarantine, QuarantineAction.EXPIRED, actor="flakeguard")
+            _announce(quarantine, "quarantine_expired")
         Quarantine.objects.filter(pk__in=[q.pk for q in expired]).delete()
     if expired:
         logger.info("%s expired quarantines lifted", len(expired))
@@ -114,4 +115,36 @@ def _audit(quarantine: Quarantine, action: str, *, actor: str, reason: str | Non
         reason=reason or quarantine.reason,
         owner=quarantine.owner,
         expires_at=quarantine.expires_at,
+    )
+
+
+def announce_expiring(*, within: timedelta = timedelta(days=3)) -> int:
+    """Tell the channels of each quarantine that expires within ``within`` (Beat, hourly);
+    once per quarantine and expiry date."""
+    soon = active_quarantines().filter(expires_at__lte=timezone.now() + within)
+    count = 0
+    for quarantine in soon.select_related("test", "repository"):
+        _announce(quarantine, "quarantine_expires")
+        count += 1
+    return count
+
+
+def _announce(quarantine: Quarantine, kind: str) -> None:
+    from analysis.events import announce_event
+
+    test = quarantine.test
+    expires = quarantine.expires_at.isoformat() if quarantine.expires_at else None
+    announce_event(
+        repository_id=quarantine.repository_id,
+        kind=kind,
+        key=f"{quarantine.test_id}:{expires}",
+        payload={
+            "test_id": quarantine.test_id,
+            "test": str(test),
+            "repo": quarantine.repository.full_name,
+            "path": f"/repos/{quarantine.repository.full_name}/tests/{quarantine.test_id}/",
+            "expires_at": expires,
+            "reason": quarantine.reason,
+            "owners": [o.strip() for o in quarantine.owner.split(",") if o.strip()],
+        },
     )

@@ -6,13 +6,25 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from analysis.database import upsert_scores
+from analysis.events import note_changes
 from analysis.models import TestScore
-from analysis.scoring import Verdict
+from analysis.scoring import TestStatus, Verdict
 from ingest.timestamps import parse_timestamp
 
 
 def save_verdicts(repository_id: int, verdicts: Iterable[tuple[int, Verdict]]) -> int:
-    """Insert or replace the scores of these tests; returns how many."""
+    """Insert or replace the scores of these tests; returns how many.
+
+    Tests that became flaky or were fixed are announced, and the repository's
+    quarantine policy applied (``analysis.events``), in the same transaction.
+    """
+    verdicts = list(verdicts)
+    # Flaky tests are few: reading which of these were flaky costs one small query.
+    was_flaky = set(
+        TestScore.objects.filter(
+            test_id__in=[pk for pk, _ in verdicts], verdict=TestStatus.FLAKY
+        ).values_list("test_id", flat=True)
+    )
     rows = [
         (
             test_pk,
@@ -35,6 +47,7 @@ def save_verdicts(repository_id: int, verdicts: Iterable[tuple[int, Verdict]]) -
     ]
     for start in range(0, len(rows), 5000):
         upsert_scores(rows[start : start + 5000])
+    note_changes(repository_id, verdicts, dict.fromkeys(was_flaky, TestStatus.FLAKY.value))
     return len(rows)
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from celery import shared_task
 
-from analysis import quarantines, services
+from analysis import quarantines, services, snapshots
 from jobs.models import Job, JobKind
 from jobs.queues import Queue
 from jobs.registry import job_task
@@ -31,3 +31,13 @@ def schedule_recomputes_task() -> int:
 @shared_task(name="analysis.lift_expired_quarantines", ignore_result=True)
 def lift_expired_quarantines_task() -> int:
     return quarantines.lift_expired()
+
+
+@shared_task(name="analysis.take_snapshots", ignore_result=True)
+def take_snapshots_task() -> int:
+    return snapshots.take_snapshots()
+
+
+@shared_task(name="analysis.announce_expiring_quarantines", ignore_result=True)
+def announce_expiring_quarantines_task() -> int:
+    return quarantines.announce_expiring()

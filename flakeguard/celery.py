@@ -45,6 +45,18 @@ app.conf.beat_schedule = {
         "schedule": 60.0,
         "options": {"queue": Queue.TESTS_RECOMPUTE.value},
     },
+    # Tell owners a few days before a quarantine lapses (once per quarantine).
+    "announce-expiring-quarantines": {
+        "task": "analysis.announce_expiring_quarantines",
+        "schedule": crontab(minute=37),
+        "options": {"queue": Queue.TESTS_RECOMPUTE.value},
+    },
+    # The dashboard's trends: today's numbers per repository, restated hourly.
+    "take-snapshots": {
+        "task": "analysis.take_snapshots",
+        "schedule": crontab(minute=7),
+        "options": {"queue": Queue.TESTS_RECOMPUTE.value},
+    },
     # Rescore every repository from its whole history once a night (03:17 UTC,
     # off the hour when CI is quiet), so scores that runs-analyze advanced
     # incrementally are brought back to exactly what the history says.

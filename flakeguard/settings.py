@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "ingest",
     "analysis",
     "polling",
+    "notify",
 ]
 
 MIDDLEWARE = [
@@ -74,7 +75,10 @@ TEMPLATES = [
 ]
 
 # The dashboard signs people in through the admin's login page.
-LOGIN_URL = "/admin/login/"
+# FlakeGuard's own sign-in page, for every user (the admin's is for staff only).
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "dashboard"
+LOGOUT_REDIRECT_URL = "login"
 
 DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'flakeguard.sqlite3'}")
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
@@ -102,7 +106,7 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 # embedded default and the tests); a deployment collects them at build time.
 WHITENOISE_USE_FINDERS = env_bool("WHITENOISE_USE_FINDERS", True)
 # ...and then STATIC_ROOT does not exist, which is not worth a warning per request.
-warnings.filterwarnings("ignore", message="No directory at", module="whitenoise.base")
+warnings.filterwarnings("ignore", message="No directory at: ", category=UserWarning)
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -125,6 +129,10 @@ REST_FRAMEWORK = {
 }
 # Uploads a token (or user) may make, as DRF writes rates: N/second|minute|hour|day.
 FLAKEGUARD_UPLOAD_RATE = env_str("FLAKEGUARD_UPLOAD_RATE", "120/min")
+# Where people open FlakeGuard: the links in notifications start with it.
+FLAKEGUARD_BASE_URL = env_str("FLAKEGUARD_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+# Clean passes in a row after which a test FlakeGuard quarantined is released.
+FLAKEGUARD_RELEASE_PASSES = env_int("FLAKEGUARD_RELEASE_PASSES", 30)
 # Days a quarantine lasts unless it is given an expiry of its own.
 FLAKEGUARD_QUARANTINE_DAYS = env_int("FLAKEGUARD_QUARANTINE_DAYS", 30)
 # Largest upload request accepted (413 beyond), 512 MiB by default.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.renderers import OpenApiJsonRenderer, OpenApiYamlRenderer
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
@@ -11,7 +12,10 @@ from rest_framework.routers import DefaultRouter
 
 from analysis import api as analysis_api
 from analysis import quarantine_api
-from analysis import views as analysis_views
+from analysis.pages import failures as failure_pages
+from analysis.pages import overview as overview_pages
+from analysis.pages import repository as repository_pages
+from analysis.pages import test_detail as test_pages
 from flakeguard import health
 from ingest import api as ingest_api
 from ingest import token_api, upload_api
@@ -46,10 +50,14 @@ urlpatterns = [
     path("health/ready", health.ready, name="health-ready"),
     path("", include("django_prometheus.urls")),  # /metrics
     path("admin/", admin.site.urls),
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("webhooks/github", webhooks.github_webhook, name="github-webhook"),
     path("api/v1/schema/", schema_view, name="schema"),
     path("api/v1/docs/", docs_view, name="api-docs"),
     path("api/v1/", include(router.urls)),
-    path("repos/<path:full_name>/", analysis_views.repository_tests, name="repository-tests"),
-    path("", analysis_views.dashboard, name="dashboard"),
+    path("repos/<path:full_name>/tests/<int:test_id>/", test_pages.test_detail, name="test-detail"),
+    path("repos/<path:full_name>/failures/", failure_pages.failure_groups, name="failure-groups"),
+    path("repos/<path:full_name>/", repository_pages.repository_tests, name="repository-tests"),
+    path("", overview_pages.overview, name="dashboard"),
 ]

@@ -26,6 +26,10 @@ class JobKind(models.TextChoices):
     BACKFILL_REPO = "backfill_repo", "Backfill a repository"
     # A commit's verdicts changed; the GitHub edge decides whether its check run says so.
     VERDICTS_CHANGED = "verdicts_changed", "Verdicts of a commit changed"
+    # Something people may want to hear of (a test became flaky or was fixed,
+    # a quarantine expires, an incident): the notifier fans it out to channels.
+    TEST_EVENT = "test_event", "A test event to tell people of"
+    DELIVER_NOTIFICATION = "deliver_notification", "Deliver a notification to one channel"
 
 
 class JobState(models.TextChoices):

@@ -209,6 +209,8 @@ def test_every_job_kind_is_declared_by_an_app_with_its_queue():
         JobKind.POLL_REPO: ("polling.poll_repo", Queue.POLLING),
         JobKind.BACKFILL_REPO: ("polling.backfill_repo", Queue.POLLING),
         JobKind.VERDICTS_CHANGED: ("polling.verdicts_changed", Queue.RUNS_ANALYZE),
+        JobKind.TEST_EVENT: ("notify.test_event", Queue.POLLING),
+        JobKind.DELIVER_NOTIFICATION: ("notify.deliver_notification", Queue.POLLING),
     }
 
 

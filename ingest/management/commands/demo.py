@@ -149,6 +149,8 @@ class Command(BaseCommand):
             # runs in and returns when done, so the report covers every run.
             self.stderr.write("Some runs are not scored yet; rescoring the repository ...")
             call_command("recompute", "--repo", repo, stdout=self.stderr, stderr=self.stderr)
+        # The dashboard's trends, drawn from the sample history's days.
+        call_command("snapshot", "--repo", repo, "--backfill", "30", stderr=self.stderr)
         self.stdout.write("")
         call_command(
             "flaky_report",
@@ -164,4 +166,6 @@ class Command(BaseCommand):
         out = self.stdout.write
         out("")
         out("Open the dashboard:  make run  then http://127.0.0.1:8000/")
-        out("Sign in to the admin and the API after:  .venv/bin/python manage.py createsuperuser")
+        out(
+            "Sign in there (and to the admin and the API) after:  .venv/bin/python manage.py createsuperuser"
+        )

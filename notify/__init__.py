@@ -1,0 +1,1 @@
+"""Notifications: a repository's channels hear of its tests' events (Slack, signed webhooks)."""

@@ -9,7 +9,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html_join
 
-from analysis.models import Incident, Quarantine, ScoringConfig, TestScore
+from analysis.models import Incident, OwnerSource, Quarantine, ScoringConfig, TestOwner, TestScore
 from analysis.quarantines import quarantine_tests, release_tests
 from analysis.scoring import ScoringSettings, describe_event
 from analysis.services import update_scoring_settings
@@ -125,3 +125,16 @@ class ScoringConfigAdmin(admin.ModelAdmin):
         self.message_user(
             request, f"Scoring settings saved; recompute job {job.pk} queued.", messages.SUCCESS
         )
+
+
+@admin.register(TestOwner)
+class TestOwnerAdmin(admin.ModelAdmin):
+    """Owners per test. One added here (a person's) wins over CODEOWNERS for that test."""
+
+    list_display = ("test", "owner", "source")
+    list_filter = ("source",)
+    search_fields = ("owner", "test__name", "test__classname")
+    raw_id_fields = ("test",)
+
+    def get_changeform_initial_data(self, request):
+        return {"source": OwnerSource.PERSON}

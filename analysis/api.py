@@ -15,6 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from analysis.models import Incident, QuarantineEvent, TestScore
+from analysis.owners import owned_by
 from analysis.quarantines import active_quarantines
 from analysis.scoring import TestStatus, describe_event
 from ingest.models import TestResult
@@ -81,7 +82,10 @@ class TestScoreFilter(filters.FilterSet):
     )
     score_min = filters.NumberFilter(field_name="score", lookup_expr="gte")
     score_max = filters.NumberFilter(field_name="score", lookup_expr="lte")
-    owner = filters.CharFilter(method="filter_owner", help_text="the quarantine's owner")
+    owner = filters.CharFilter(
+        method="filter_owner",
+        help_text="an owner: CODEOWNERS, set by a person, or the quarantine's",
+    )
     search = filters.CharFilter(method="filter_search", help_text="in the name or class name")
     branch = filters.CharFilter(method="filter_branch", help_text="tests that ran on the branch")
 
@@ -96,9 +100,7 @@ class TestScoreFilter(filters.FilterSet):
         return queryset.filter(~in_force, verdict=value)
 
     def filter_owner(self, queryset, name, value):
-        return queryset.filter(
-            Exists(active_quarantines().filter(test_id=OuterRef("test_id"), owner=value))
-        )
+        return queryset.filter(owned_by(value))
 
     def filter_search(self, queryset, name, value):
         return queryset.filter(Q(test__name__icontains=value) | Q(test__classname__icontains=value))

@@ -51,6 +51,13 @@ app.conf.beat_schedule = {
         "schedule": crontab(minute=37),
         "options": {"queue": Queue.TESTS_RECOMPUTE.value},
     },
+    # Test owners: each followed repository's CODEOWNERS, read again daily
+    # (a conditional request, free when unchanged).
+    "refresh-codeowners": {
+        "task": "polling.refresh_codeowners",
+        "schedule": crontab(hour=2, minute=47),
+        "options": {"queue": Queue.POLLING.value},
+    },
     # The dashboard's trends: today's numbers per repository, restated hourly.
     "take-snapshots": {
         "task": "analysis.take_snapshots",

@@ -20,7 +20,7 @@ from flakeguard import health
 from ingest import api as ingest_api
 from ingest import token_api, upload_api
 from jobs import api as jobs_api
-from polling import webhooks
+from polling import ownership_api, webhooks
 
 
 class BrowserYamlRenderer(OpenApiYamlRenderer):
@@ -55,6 +55,7 @@ urlpatterns = [
     path("webhooks/github", webhooks.github_webhook, name="github-webhook"),
     path("api/v1/schema/", schema_view, name="schema"),
     path("api/v1/docs/", docs_view, name="api-docs"),
+    path("api/v1/codeowners/", ownership_api.CodeOwnersView.as_view(), name="codeowners"),
     path("api/v1/", include(router.urls)),
     path("repos/<path:full_name>/tests/<int:test_id>/", test_pages.test_detail, name="test-detail"),
     path("repos/<path:full_name>/failures/", failure_pages.failure_groups, name="failure-groups"),

@@ -16,6 +16,7 @@ its hour runs out.
 
 from __future__ import annotations
 
+import base64
 import fnmatch
 import hashlib
 import hmac
@@ -181,6 +182,23 @@ class GitHubClient:
         if data is None:
             return None, etag
         return data, response_headers.get("etag", "")
+
+    def file_text(self, repo: str, path: str, *, etag: str = "") -> tuple[str | None, str, bool]:
+        """A file of the default branch: (text, etag, exists). Unchanged since ``etag``
+        gives (None, etag, True) at no cost to the rate limit; a missing file (None, "", False)."""
+        headers = {"If-None-Match": etag} if etag else None
+        try:
+            response_headers, data = self._get(f"/repos/{repo}/contents/{path}", None, headers)
+        except GitHubError as exc:
+            if exc.status == 404:
+                return None, "", False
+            raise
+        if data is None:
+            return None, etag, True
+        if not isinstance(data, dict) or data.get("type") != "file":
+            return None, "", False
+        text = base64.b64decode(data.get("content", "")).decode("utf-8", errors="replace")
+        return text, response_headers.get("etag", ""), True
 
     def artifact_retention_days(self, repo: str) -> int | None:
         """Days the repository keeps artifacts; None when these credentials may not read it.

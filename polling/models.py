@@ -182,3 +182,25 @@ class CheckRun(models.Model):
 
     def __str__(self) -> str:
         return f"FlakeGuard check of {self.repository}@{self.head_sha[:7]}: {self.state}"
+
+
+class CodeOwnersSource(models.TextChoices):
+    GITHUB = "github", "read from GitHub"
+    UPLOAD = "upload", "uploaded through the API"
+
+
+class CodeOwnersFile(models.Model):
+    """The repository's CODEOWNERS as last read (from GitHub, or uploaded by another CI)."""
+
+    repository = models.OneToOneField(
+        Repository, on_delete=models.CASCADE, primary_key=True, related_name="codeowners"
+    )
+    path = models.CharField(max_length=64, blank=True, help_text="where GitHub had it")
+    content = models.TextField(blank=True)
+    etag = models.CharField(max_length=200, blank=True)  # for the next conditional request
+    source = models.CharField(max_length=16, choices=CodeOwnersSource.choices)
+    errors = models.JSONField(default=list, blank=True)  # [{"line": n, "message": ...}]
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"CODEOWNERS of {self.repository} ({self.get_source_display()})"

@@ -32,3 +32,10 @@ def verdicts_changed(job: Job) -> dict[str, Any]:
 @shared_task(name="polling.schedule_polls", ignore_result=True)
 def schedule_polls_task() -> int:
     return discovery.schedule_polls()
+
+
+@shared_task(name="polling.refresh_codeowners", ignore_result=True)
+def refresh_codeowners_task() -> int:
+    from polling.ownership import refresh_all_codeowners
+
+    return refresh_all_codeowners()

@@ -25,6 +25,7 @@ Tests add runs and artifacts, queue failures (``fail_next``), slow answers
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
@@ -64,6 +65,7 @@ class FakeRepo:
     # What the repository's Actions settings say; None answers 403, as GitHub
     # does to a credential without the administration permission.
     retention_days: int | None = 90
+    files: dict[str, str] = field(default_factory=dict)  # path -> text, for the contents API
 
 
 class FakeGitHub:
@@ -291,6 +293,22 @@ class FakeGitHub:
             if run is None:
                 return 404, {}, _json({"message": "Not Found"})
             return self._conditional(request, _json(run))
+        if method == "GET" and (a := re.fullmatch(r"/contents/(.+)", rest)):
+            text = repo.files.get(a.group(1))
+            if text is None:
+                return 404, {}, _json({"message": "Not Found"})
+            data = text.encode()
+            return self._conditional(
+                request,
+                _json(
+                    {
+                        "type": "file", "encoding": "base64", "size": len(data),
+                        "name": a.group(1).rsplit("/", 1)[-1], "path": a.group(1),
+                        "sha": hashlib.sha1(data).hexdigest(),
+                        "content": base64.encodebytes(data).decode(),
+                    }
+                ),
+            )  # fmt: skip
         if method == "GET" and rest == "/actions/permissions/artifact-and-log-retention":
             if repo.retention_days is None:
                 return 403, {}, _json({"message": "Resource not accessible by integration"})

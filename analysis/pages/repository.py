@@ -9,6 +9,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from analysis.models import TestScore
+from analysis.owners import owned_by, owners_of
 from analysis.pages.common import readable_repository
 from analysis.quarantines import active_quarantines
 from analysis.scoring import TestStatus
@@ -46,7 +47,7 @@ def repository_tests(request: HttpRequest, full_name: str) -> HttpResponse:
         scores = scores.filter(in_quarantine=False, verdict=status)
     owner = params.get("owner", "").strip()
     if owner:
-        scores = scores.filter(Exists(quarantine.filter(owner=owner)))
+        scores = scores.filter(owned_by(owner))
     job = params.get("job", "").strip()
     if job:
         scores = scores.filter(
@@ -64,7 +65,15 @@ def repository_tests(request: HttpRequest, full_name: str) -> HttpResponse:
     quarantines = {
         q.test_id: q for q in active_quarantines().filter(test_id__in=[s.test_id for s in page])
     }
-    rows = [{"score": score, "quarantine": quarantines.get(score.test_id)} for score in page]
+    owners = owners_of([s.test_id for s in page])
+    rows = [
+        {
+            "score": score,
+            "quarantine": quarantines.get(score.test_id),
+            "owners": owners.get(score.test_id, []),
+        }
+        for score in page
+    ]
     query = params.copy()
     query.pop("page", None)
     return render(

@@ -21,6 +21,7 @@ from django.shortcuts import redirect, render
 from analysis import loading
 from analysis.charts import Mark, TimelineRow, outcome_timeline, score_chart
 from analysis.models import QuarantineEvent, TestScore
+from analysis.owners import owners_of
 from analysis.pages.common import github_commit_url, github_run_url, readable_repository
 from analysis.quarantines import active_quarantines, quarantine_tests, release_tests
 from analysis.scoring import describe_event, score_test
@@ -66,6 +67,7 @@ def test_detail(request: HttpRequest, full_name: str, test_id: int) -> HttpRespo
             "failure_groups": _failure_groups(test),
             "recent_failures": _recent_failures(repository, history, context),
             "quarantine": quarantine,
+            "owners": owners_of([test.pk]).get(test.pk, []),
             "events": QuarantineEvent.objects.filter(test=test).order_by("-at", "-id")[:50],
             "may_quarantine": may_quarantine,
             "form": QuarantineForm(),

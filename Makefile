@@ -43,6 +43,7 @@ bench: $(STAMP)  ## Parser throughput and memory; import rate vs raw COPY; recom
 		--tests 1000 --runs 10 --rounds 1 --analyze-tests 500000 --analyze-runs 5
 	WITH_SERVICES_DURABLE=1 scripts/with-services.sh $(PY) -m bench.command
 	scripts/with-services.sh $(PY) -m bench.quarantine
+	scripts/with-services.sh $(PY) -m bench.pages
 
 lint: $(STAMP)  ## ruff lint and format check, import layers, types of the pure cores
 	$(VENV)/bin/ruff check .

@@ -47,6 +47,11 @@ class TestScore(models.Model):
         indexes = [
             # The flaky report and the dashboard: a repository's tests by verdict, worst first.
             models.Index(fields=["repository", "verdict", "-score"], name="score_report_idx"),
+            # The repository page and /api/v1/tests/: a repository's tests worst first, a
+            # page at a time, read in index order rather than sorted whole.
+            models.Index(
+                fields=["repository", "-score", "-failures", "test"], name="score_rank_idx"
+            ),
         ]
 
     def __str__(self) -> str:

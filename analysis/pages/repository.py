@@ -34,7 +34,6 @@ def repository_tests(request: HttpRequest, full_name: str) -> HttpResponse:
     params = request.GET
     quarantine = active_quarantines().filter(test_id=OuterRef("test_id"))
     scores = TestScore.objects.filter(repository=repository).select_related("test")
-    scores = scores.annotate(in_quarantine=Exists(quarantine))
     search = params.get("q", "").strip()
     if search:
         scores = scores.filter(
@@ -42,9 +41,9 @@ def repository_tests(request: HttpRequest, full_name: str) -> HttpResponse:
         )
     status = params.get("status", "")
     if status == TestStatus.QUARANTINED:
-        scores = scores.filter(in_quarantine=True)
+        scores = scores.filter(Exists(quarantine))
     elif status in STATUSES:
-        scores = scores.filter(in_quarantine=False, verdict=status)
+        scores = scores.filter(~Exists(quarantine), verdict=status)
     owner = params.get("owner", "").strip()
     if owner:
         scores = scores.filter(owned_by(owner))

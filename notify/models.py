@@ -18,6 +18,8 @@ EVENT_KINDS = [
 class ChannelKind(models.TextChoices):
     SLACK = "slack", "Slack incoming webhook"
     WEBHOOK = "webhook", "Webhook (JSON signed with HMAC SHA-256)"
+    # One issue per flaky test in the repository itself, through its GitHub credentials.
+    GITHUB_ISSUE = "github_issue", "GitHub issue per flaky test"
 
 
 class Channel(models.Model):
@@ -30,7 +32,7 @@ class Channel(models.Model):
     repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="channels")
     name = models.CharField(max_length=100)
     kind = models.CharField(max_length=16, choices=ChannelKind.choices)
-    url = models.URLField(max_length=1000)
+    url = models.URLField(max_length=1000, blank=True, help_text="not for GitHub issues")
     secret = models.CharField(
         max_length=255,
         blank=True,
@@ -44,6 +46,12 @@ class Channel(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.get_kind_display()}) for {self.repository}"
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        if self.kind != ChannelKind.GITHUB_ISSUE and not self.url:
+            raise ValidationError({"url": "a Slack or webhook channel needs its URL"})
 
     def wants(self, event_kind: str) -> bool:
         return self.enabled and (not self.events or event_kind in self.events)

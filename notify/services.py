@@ -11,7 +11,9 @@ from jobs.dispatch import enqueue_job
 from jobs.errors import PermanentJobError, TransientJobError
 from jobs.models import Job, JobKind
 from notify.delivery import DeliveryFailed, DeliveryRefused, send
-from notify.models import Channel
+from notify.models import Channel, ChannelKind
+from polling.github import GitHubError, RateLimited, Unavailable
+from polling.issues import issue_for_event
 
 logger = logging.getLogger(__name__)
 
@@ -39,12 +41,22 @@ def deliver(job: Job) -> dict[str, Any]:
     channel = Channel.objects.filter(pk=job.payload.get("channel_id")).first()
     if channel is None or not channel.enabled:
         return {"sent": False, "reason": "the channel is gone or disabled"}
+    event = job.payload["event"]
+    if channel.kind == ChannelKind.GITHUB_ISSUE:
+        if event.get("kind") not in ("became_flaky", "fixed"):
+            return {"sent": False, "reason": "GitHub issues follow flaky and fixed tests only"}
+        try:
+            return {"sent": True, **issue_for_event(event)}
+        except (RateLimited, Unavailable) as exc:
+            raise TransientJobError(f"{channel.name}: {exc}") from exc
+        except GitHubError as exc:
+            raise PermanentJobError(f"{channel.name}: {exc}") from exc
     try:
         status = send(
             kind=channel.kind,
             url=channel.url,
             secret=channel.secret,
-            event=job.payload["event"],
+            event=event,
             base_url=settings.FLAKEGUARD_BASE_URL,
         )
     except DeliveryRefused as exc:

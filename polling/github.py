@@ -287,6 +287,22 @@ class GitHubClient:
             raise
         return written
 
+    # --- issues -------------------------------------------------------------------
+
+    def create_issue(self, repo: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST /repos/{repo}/issues: title, body, labels."""
+        _, data = self._write("POST", f"/repos/{repo}/issues", body)
+        return data
+
+    def comment_on_issue(self, repo: str, number: int, text: str) -> dict[str, Any]:
+        _, data = self._write("POST", f"/repos/{repo}/issues/{number}/comments", {"body": text})
+        return data
+
+    def update_issue(self, repo: str, number: int, body: dict[str, Any]) -> dict[str, Any]:
+        """PATCH /repos/{repo}/issues/{number}: e.g. ``{"state": "closed"}``."""
+        _, data = self._write("PATCH", f"/repos/{repo}/issues/{number}", body)
+        return data
+
     # --- check runs -------------------------------------------------------------
 
     def create_check_run(self, repo: str, body: dict[str, Any]) -> dict[str, Any]:

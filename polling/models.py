@@ -204,3 +204,21 @@ class CodeOwnersFile(models.Model):
 
     def __str__(self) -> str:
         return f"CODEOWNERS of {self.repository} ({self.get_source_display()})"
+
+
+class FlakyTestIssue(models.Model):
+    """The GitHub issue opened for a test when it became flaky, closed when it is fixed."""
+
+    test = models.OneToOneField(
+        "ingest.TestCase", on_delete=models.CASCADE, primary_key=True, related_name="github_issue"
+    )
+    repository = models.ForeignKey(
+        Repository, on_delete=models.CASCADE, related_name="flaky_issues"
+    )
+    number = models.PositiveIntegerField()
+    url = models.URLField(max_length=500, blank=True)
+    open = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"issue #{self.number} for {self.test_id} ({'open' if self.open else 'closed'})"

@@ -66,6 +66,7 @@ class FakeRepo:
     # does to a credential without the administration permission.
     retention_days: int | None = 90
     files: dict[str, str] = field(default_factory=dict)  # path -> text, for the contents API
+    issues: dict[int, dict[str, Any]] = field(default_factory=dict)  # number -> issue
 
 
 class FakeGitHub:
@@ -325,6 +326,28 @@ class FakeGitHub:
             return self._page(request, items, "artifacts", f"{PREFIX}/repos/{repo.full_name}{rest}")
         if method == "GET" and (a := re.fullmatch(r"/actions/artifacts/(\d+)/zip", rest)):
             return self._artifact_redirect(repo, int(a.group(1)))
+        if method == "POST" and rest == "/issues":
+            number = len(repo.issues) + 1
+            issue = {
+                "number": number, "id": self.new_id(), "state": "open", "comments": [],
+                "title": request.body["title"], "body": request.body.get("body", ""),
+                "labels": [{"name": n} for n in request.body.get("labels", [])],
+                "html_url": f"https://github.com/{repo.full_name}/issues/{number}",
+            }  # fmt: skip
+            repo.issues[number] = issue
+            return 201, {}, _json({k: v for k, v in issue.items() if k != "comments"})
+        if a := re.fullmatch(r"/issues/(\d+)(/comments)?", rest):
+            issue = repo.issues.get(int(a.group(1)))
+            if issue is None:
+                return 404, {}, _json({"message": "Not Found"})
+            if method == "POST" and a.group(2):
+                issue["comments"].append(request.body["body"])
+                return 201, {}, _json({"id": self.new_id(), "body": request.body["body"]})
+            if method == "PATCH" and not a.group(2):
+                issue.update(
+                    {k: request.body[k] for k in ("state", "title", "body") if k in request.body}
+                )
+                return 200, {}, _json({k: v for k, v in issue.items() if k != "comments"})
         if method == "POST" and rest == "/check-runs":
             return self._create_check_run(request, repo)
         if method == "PATCH" and (a := re.fullmatch(r"/check-runs/(\d+)", rest)):

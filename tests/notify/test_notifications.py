@@ -184,3 +184,33 @@ def test_quarantine_expiry_is_announced_before_and_when_it_happens(tmp_path, rec
     kinds = [body["event"] for body in receiver.bodies("/hook")]
     assert kinds == ["quarantine_expires", "quarantine_expired"]  # ...the channel hears once
     assert receiver.bodies("/hook")[0]["owners"] == ["@acme/shop"]
+
+
+@pytest.mark.django_db
+def test_a_github_issue_is_opened_for_a_flaky_test_and_closed_when_it_is_fixed(
+    tmp_path, fake_github
+) -> None:
+    from analysis.events import announce_event
+
+    rng = random.Random(7)
+    store(tmp_path, 1, history_outcomes(rng, 1))
+    repository = Repository.objects.get(full_name=REPO)
+    Channel.objects.create(repository=repository, name="issues", kind="github_issue")
+    remote = fake_github.repo(REPO)
+    analyze_run(run_pk=repository.runs.get().pk)
+    history(tmp_path, range(2, 41), rng)
+
+    (issue,) = remote.issues.values()
+    assert issue["title"] == "Flaky test: tests.test_shop::test_flaky"
+    assert issue["labels"] == [{"name": "flaky-test"}] and "score" in issue["body"]
+    assert f"/repos/{REPO}/tests/" in issue["body"]
+    flaky = TestCase.objects.get(name="test_flaky")
+    announce_event(
+        repository_id=repository.pk, kind="fixed", key=f"{flaky.pk}:later",
+        payload={"test_id": flaky.pk, "test": str(flaky), "score": 0.1, "repo": REPO,
+                 "path": f"/repos/{REPO}/tests/{flaky.pk}/"},
+    )  # fmt: skip
+    drain_jobs()
+
+    assert issue["state"] == "closed" and "stable again" in issue["comments"][-1]
+    assert len(remote.issues) == 1

@@ -17,6 +17,7 @@ table has for exactly this.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -173,8 +174,12 @@ def summarize_tests(context: HistoryContext, first_pk: int, last_pk: int) -> dic
     table = TestResult._meta.db_table
     upto = context.applied_upto
     whole = sorted(pk for pk in context.runs if pk not in upto)
-    where = "test_id >= %s AND test_id <= %s AND (run_id = ANY(%s)"
-    params: list[object] = [first_pk, last_pk, whole]
+    if connection.vendor == "postgresql":
+        where = "test_id >= %s AND test_id <= %s AND (run_id = ANY(%s)"
+        params: list[object] = [first_pk, last_pk, whole]
+    else:  # SQLite: the run list as one JSON parameter, however many runs
+        where = "test_id >= %s AND test_id <= %s AND (run_id IN (SELECT value FROM json_each(%s))"
+        params = [first_pk, last_pk, json.dumps(whole)]
     for run_pk, last_test in sorted(upto.items()):
         where += " OR (run_id = %s AND test_id <= %s)"
         params += [run_pk, last_test]

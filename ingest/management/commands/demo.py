@@ -86,9 +86,10 @@ class Command(BaseCommand):
             WorkflowRun.objects.filter(repository=repository).values_list("pk", flat=True)
         )
         TestResult.objects.filter(run__repository=repository)._raw_delete(TestResult.objects.db)
-        WorkflowRun.objects.filter(repository=repository)._raw_delete(WorkflowRun.objects.db)
-        # Through the ORM: the tests' scores and quarantines go with them, and
-        # with their results already gone this is a few statements.
+        # Through the ORM: what refers to the runs and tests (incidents, check
+        # runs, scores, quarantines) goes with them, and with the results
+        # already gone this is a few statements.
+        WorkflowRun.objects.filter(repository=repository).delete()
         TestCase.objects.filter(repository=repository).delete()
         Job.objects.filter(dedup_key__startswith=f"ingest:{repo}:").delete()
         Job.objects.filter(

@@ -29,7 +29,7 @@ from analysis.services import scoring_settings_for
 from ingest.access import Action, access_for
 from ingest.models import TestCase, TestResult
 
-_SCORE_POINTS = 25
+_SCORE_POINTS = 16
 
 
 class QuarantineForm(forms.Form):

@@ -191,3 +191,29 @@ def test_a_maintainer_quarantines_through_the_form_and_releases(page, live_serve
         "quarantined by mia (owner team-shop): times out on the shared runner",
     ]
     assert QuarantineEvent.objects.filter(test=flaky).count() == 2
+
+
+def test_pages_fit_a_phone_screen(browser, live_server, shop) -> None:
+    from tests.dashboard.conftest import SCREENSHOTS
+
+    make_user("phil", shop)
+    flaky = TestCase.objects.get(name="test_flaky")
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    phone = context.new_page()
+    try:
+        sign_in(phone, live_server, "phil")
+        widths = {}
+        for name, path in [
+            ("overview", "/"),
+            ("repository", f"/repos/{REPO}/"),
+            ("test", f"/repos/{REPO}/tests/{flaky.pk}/"),
+        ]:
+            phone.goto(f"{live_server.url}{path}")
+            widths[name] = phone.evaluate("document.documentElement.scrollWidth")
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            phone.screenshot(path=str(SCREENSHOTS / f"phone_{name}.png"), full_page=True)
+    finally:
+        context.close()
+
+    # Nothing wider than the screen: tables scroll inside their wrapper, charts scale down.
+    assert all(width <= 390 for width in widths.values()), widths

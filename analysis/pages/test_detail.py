@@ -61,7 +61,9 @@ def test_detail(request: HttpRequest, full_name: str, test_id: int) -> HttpRespo
             "repository": repository,
             "test": test,
             "score": score,
-            "evidence": [describe_event(event) for event in (score.evidence if score else [])],
+            "evidence": [
+                _evidence_line(repository, event) for event in (score.evidence if score else [])
+            ],
             "timeline": _timeline(repository, history, context),
             "score_chart": _score_chart(repository, history, context),
             "failure_groups": _failure_groups(test),
@@ -95,6 +97,22 @@ def _change_quarantine(request: HttpRequest, repository, test: TestCase) -> Http
             )
             messages.success(request, "Quarantined.")
     return redirect("test-detail", repository.full_name, test.pk)
+
+
+def _evidence_line(repository, event: dict) -> dict:
+    """One line of evidence with links to the runs and the commit it names."""
+    runs = [event] if "run_id" in event else [*event.get("failed", []), *event.get("passed", [])]
+    links = [
+        (f"run {r['run_id']} attempt {r.get('attempt', 1)}",
+         github_run_url(repository, r["run_id"], r.get("attempt", 1)))
+        for r in runs if r.get("run_id")
+    ][:4]  # fmt: skip
+    commit = event.get("sha")
+    return {
+        "text": describe_event(event),
+        "links": links,
+        "commit": (commit[:7], github_commit_url(repository, commit)) if commit else None,
+    }
 
 
 def _outcome_class(row) -> str:

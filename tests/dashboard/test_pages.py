@@ -141,6 +141,9 @@ def test_the_test_page_draws_every_result_and_the_score_and_groups_failures(
     assert page.locator("summary").first.inner_text().startswith(f"{score.failures} failure")
     assert "assert 3 == 4" in page.locator("pre.sample").first.inner_text()
     assert page.locator("a[href*='/actions/runs/']").count() >= 1  # runs on GitHub
+    # Each line of evidence links the commit and runs it names.
+    assert page.locator("#evidence li").first.locator("a[href*='/commit/']").count() == 1
+    assert page.locator("#evidence a[href*='/actions/runs/']").count() >= 1
 
 
 def test_failure_groups_show_one_cause_across_tests(page, live_server, shop) -> None:

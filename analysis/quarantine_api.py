@@ -2,9 +2,10 @@
 
 ``GET /api/v1/quarantine/?repo=OWNER/NAME`` lists the quarantines in force,
 with each test's ``test_key`` (its identity, which a CI client computes from a
-report's classname, file and name the same way), answered from one indexed
-query without model instances and with an ``ETag``, since CI asks on every
-build. POST quarantines a test by id (``{"test": 12}``) or by identity
+report's classname, file and name the same way), a page at a time
+(``?page_size=`` up to 10,000, ``?after=`` the last test of the page before),
+built as JSON by PostgreSQL, cached under the list's version and sent with an
+``ETag``, since CI asks on every build. POST quarantines a test by id (``{"test": 12}``) or by identity
 (``{"repo": …, "classname": …, "name": …}``); PATCH changes reason, owner or
 expiry; DELETE releases. Every change is an audit event.
 """
@@ -20,9 +21,9 @@ from django.db import connection
 from django.db.models import Count, F, Max, Min, Q
 from django.http import Http404, HttpResponse
 from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.exceptions import ValidationError
-from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -37,26 +38,12 @@ from ingest.access import Action
 from ingest.identity import test_identity
 from ingest.models import Repository, TestCase
 from ingest.permissions import RepositoryScoped
+from ingest.serializers import StrictSerializer
 
-
-class QuarantinePagination(CursorPagination):
-    """Pages in test order (``?after=`` the last test of the page before); CI asks for the
-    largest page and follows ``next``."""
-
-    ordering = "test_id"
-    page_size = 1000
-    page_size_query_param = "page_size"
-    max_page_size = 10_000
-
-
-class StrictSerializer(serializers.Serializer):
-    """Refuses fields it does not know (400), rather than dropping them silently."""
-
-    def to_internal_value(self, data):
-        unknown = sorted(set(getattr(data, "keys", lambda: [])()) - set(self.fields))
-        if unknown:
-            raise ValidationError({name: ["unknown field"] for name in unknown})
-        return super().to_internal_value(data)
+# Pages in test order (``?after=`` the last test of the page before); CI asks for
+# the largest page and follows ``next``.
+PAGE_SIZE = 1000
+MAX_PAGE_SIZE = 10_000
 
 
 class QuarantineCreateSerializer(StrictSerializer):
@@ -117,7 +104,7 @@ class QuarantineViewSet(
 
     serializer_class = QuarantineSerializer
     lookup_field = "test_id"  # the test's id, as everywhere in the API
-    pagination_class = QuarantinePagination
+    pagination_class = None  # the list pages itself: see list()
     filter_backends: list = []  # the list is ordered by test, for its cursor and its ETag
     read_action = Action.READ_QUARANTINE
 
@@ -126,6 +113,32 @@ class QuarantineViewSet(
             "test_id"
         )
 
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("repo", str, description="OWNER/NAME"),
+            OpenApiParameter("page_size", int, description=f"up to {MAX_PAGE_SIZE:,}"),
+            OpenApiParameter("after", int, description="the last test id of the page before"),
+        ],
+        responses=inline_serializer(
+            "QuarantinePage",
+            {
+                "next": serializers.URLField(allow_null=True),
+                "previous": serializers.URLField(allow_null=True),
+                "results": inline_serializer(
+                    "QuarantineEntry",
+                    {
+                        "test": serializers.IntegerField(),
+                        **{
+                            f: serializers.CharField()
+                            for f in ("test_key", "classname", "name", "file", "reason", "owner")
+                        },
+                        "expires_at": serializers.DateTimeField(allow_null=True),
+                    },
+                    many=True,
+                ),
+            },
+        ),
+    )
     def list(self, request: Request, *args, **kwargs) -> HttpResponse:
         """One page of the quarantines in force, in test order; ``next`` links the rest.
 
@@ -220,10 +233,10 @@ class QuarantineViewSet(
 
 def _page_size(given: str | None) -> int:
     try:
-        wanted = int(given) if given else QuarantinePagination.page_size
+        wanted = int(given) if given else PAGE_SIZE
     except ValueError as exc:
         raise ValidationError({"page_size": ["not a number"]}) from exc
-    return max(1, min(wanted, QuarantinePagination.max_page_size))
+    return max(1, min(wanted, MAX_PAGE_SIZE))
 
 
 def _after(given: str | None) -> int:

@@ -23,6 +23,7 @@ from ingest.access import Action
 from ingest.models import ApiToken, Upload
 from ingest.permissions import RepositoryScoped
 from ingest.runs import RunInfo
+from ingest.serializers import StrictSerializer
 from ingest.uploads import UPLOAD_SUFFIXES, receive_upload, state_of, summary_of
 
 
@@ -54,7 +55,9 @@ class UploadThrottle(SimpleRateThrottle):
         return self.cache_format % {"scope": self.scope, "ident": ident}
 
 
-class UploadRequestSerializer(serializers.Serializer):
+class UploadRequestSerializer(StrictSerializer):
+    also_accepted = frozenset({"files"})
+
     repo = serializers.CharField(max_length=200)
     run_id = serializers.IntegerField(min_value=1)
     run_attempt = serializers.IntegerField(min_value=1, default=1)
@@ -64,12 +67,6 @@ class UploadRequestSerializer(serializers.Serializer):
     started_at = serializers.DateTimeField()
     workflow = serializers.CharField(max_length=255, allow_blank=True, default="")
     job = serializers.CharField(max_length=255, allow_blank=True, default="")
-
-    def to_internal_value(self, data):
-        unknown = sorted(set(data.keys()) - set(self.fields) - {"files"})
-        if unknown:
-            raise exceptions.ValidationError({name: ["unknown field"] for name in unknown})
-        return super().to_internal_value(data)
 
 
 class UploadSerializer(serializers.ModelSerializer):

@@ -5,26 +5,20 @@ from __future__ import annotations
 
 from django.http import Http404
 from rest_framework import serializers, status, views
-from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from ingest.access import Action, access_for
+from ingest.serializers import StrictSerializer
 from polling.models import CodeOwnersFile, CodeOwnersSource
 from polling.ownership import store_codeowners
 
 _MAX_CHARS = 3 << 20  # GitHub refuses CODEOWNERS files over 3 MB
 
 
-class CodeOwnersUpload(serializers.Serializer):
+class CodeOwnersUpload(StrictSerializer):
     repo = serializers.CharField()
     content = serializers.CharField(allow_blank=True, max_length=_MAX_CHARS, trim_whitespace=False)
-
-    def to_internal_value(self, data):
-        unknown = sorted(set(data.keys()) - set(self.fields))
-        if unknown:
-            raise ValidationError({name: ["unknown field"] for name in unknown})
-        return super().to_internal_value(data)
 
 
 class CodeOwnersView(views.APIView):

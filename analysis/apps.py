@@ -7,3 +7,6 @@ class AnalysisConfig(AppConfig):
 
     def ready(self) -> None:
         from analysis import tasks  # noqa: F401  (registers runs-analyze and tests-recompute)
+        from analysis.state_metrics import register_verdict_metrics
+
+        register_verdict_metrics()

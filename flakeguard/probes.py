@@ -1,4 +1,4 @@
-"""Lets the health probes through whatever ``Host`` they send.
+"""Lets the health probes and Prometheus through whatever ``Host`` they send.
 
 The kubelet and Prometheus address a pod by its IP, which no ``ALLOWED_HOSTS``
 lists, and Django would answer 400 (``DisallowedHost``), so a web pod would
@@ -14,7 +14,8 @@ from collections.abc import Callable
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
-PROBE_PATHS = frozenset({"/health/live", "/health/ready"})
+# Prometheus addresses the pod by IP too; /metrics still needs its token.
+PROBE_PATHS = frozenset({"/health", "/health/live", "/health/ready", "/metrics"})
 
 
 class ProbeHostMiddleware:

@@ -1,9 +1,11 @@
 """Django settings for FlakeGuard.
 
 With nothing configured the project runs on one machine: SQLite in the project
-folder and Celery tasks executed in-process. ``DATABASE_URL`` switches to
-PostgreSQL and ``REDIS_URL`` to a Redis broker with real workers. Every
-variable is read through ``flakeguard.env``.
+folder and Celery tasks executed in-process (the embedded default).
+``DATABASE_URL`` switches to PostgreSQL and ``REDIS_URL`` to a Redis broker with
+real workers; from then on the settings are a deployment's, and the unsafe
+conveniences of the embedded default are refused. Every variable is read
+through ``flakeguard.env`` (django-environ).
 """
 
 from __future__ import annotations
@@ -11,16 +13,56 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
-from flakeguard.env import env_bool, env_int, env_list, env_str
+from flakeguard import logs
+from flakeguard.env import env_bool, env_db, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
+DATABASES = {"default": env_db("DATABASE_URL", f"sqlite:///{BASE_DIR / 'flakeguard.sqlite3'}")}
+# The embedded default: one machine, one SQLite file, nothing exposed. Anything
+# else is a deployment and gets a deployment's defaults.
+EMBEDDED = DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
+
 DEBUG = env_bool("DEBUG", False)
-# The embedded default needs no secret; a real deployment must set SECRET_KEY.
-SECRET_KEY = env_str("SECRET_KEY", "flakeguard-insecure-embedded-default")
+_EMBEDDED_SECRET_KEY = "flakeguard-insecure-embedded-default"
+SECRET_KEY = env_str("SECRET_KEY", _EMBEDDED_SECRET_KEY if EMBEDDED else "")
+if not EMBEDDED and SECRET_KEY in ("", _EMBEDDED_SECRET_KEY):
+    # Sessions, CSRF tokens and password resets are signed with it: a public
+    # fallback would let anyone forge them.
+    raise ImproperlyConfigured(
+        "SECRET_KEY must be set outside the embedded default (DATABASE_URL is set); generate "
+        "one with: python -c 'import secrets; print(secrets.token_urlsafe(50))'"
+    )
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+# --- HTTPS -------------------------------------------------------------------
+# A deployment serves over TLS, usually terminated at an ingress or load
+# balancer that says so in X-Forwarded-Proto: SECURE_PROXY_SSL_HEADER names
+# that header ("HTTP_X_FORWARDED_PROTO,https"). Set it only behind such a proxy,
+# which must overwrite the header a client sends.
+_proxy_ssl_header = env_list("SECURE_PROXY_SSL_HEADER", [])
+if _proxy_ssl_header:
+    if len(_proxy_ssl_header) != 2:
+        raise ImproperlyConfigured(
+            "SECURE_PROXY_SSL_HEADER must be 'HEADER,value', e.g. HTTP_X_FORWARDED_PROTO,https"
+        )
+    SECURE_PROXY_SSL_HEADER = (_proxy_ssl_header[0], _proxy_ssl_header[1])
+# Cookies travel over HTTPS only, except on the embedded default (plain http on localhost).
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not EMBEDDED)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not EMBEDDED)
+SESSION_COOKIE_HTTPONLY = True
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+# Probes and Prometheus speak plain HTTP to the pod: never redirect them.
+SECURE_REDIRECT_EXEMPT = [r"^health(/|$)", r"^metrics$"]
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -34,6 +76,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_filters",
     "django_prometheus",
+    "django_celery_beat",
     "jobs",
     "ingest",
     "analysis",
@@ -44,6 +87,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: the probes answer whatever Host the kubelet sends (its pod IP).
     "flakeguard.probes.ProbeHostMiddleware",
+    # Every log line of a request carries its id, and so do the jobs it queues.
+    "flakeguard.logs.CorrelationIdMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files (the admin's, the API docs') from the app itself: no CDN,
@@ -82,11 +127,10 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
 
-DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'flakeguard.sqlite3'}")
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # The embedded default: WAL lets the dashboard read while an import writes;
-    # a 128 MiB page cache keeps index inserts of large imports in memory.
+DATABASES["default"]["CONN_MAX_AGE"] = 60
+if EMBEDDED:
+    # WAL lets the dashboard read while an import writes; a 128 MiB page cache
+    # keeps index inserts of large imports in memory.
     DATABASES["default"]["OPTIONS"] = {
         "init_command": (
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-131072;"
@@ -155,6 +199,10 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
+# Bearer token Prometheus sends to scrape the web's /metrics; without one only
+# the embedded default serves them. Workers serve theirs on their own port.
+FLAKEGUARD_METRICS_TOKEN = env_str("FLAKEGUARD_METRICS_TOKEN")
+
 # --- GitHub -----------------------------------------------------------------
 GITHUB_API_URL = env_str("GITHUB_API_URL", "https://api.github.com").rstrip("/")
 GITHUB_TOKEN = env_str("GITHUB_TOKEN")
@@ -196,6 +244,13 @@ FLAKEGUARD_INGEST_BATCH_SIZE = env_int("FLAKEGUARD_INGEST_BATCH_SIZE", 5000)
 # each): later runs of a suite up to this size skip the identity lookups.
 FLAKEGUARD_IDENTITY_CACHE_SIZE = env_int("FLAKEGUARD_IDENTITY_CACHE_SIZE", 200_000)
 
+# --- Retention ---------------------------------------------------------------
+# Test results older than this many days are removed in the background (daily
+# snapshots, scores and runs stay); 0 keeps every result forever.
+FLAKEGUARD_RETENTION_DAYS = env_int("FLAKEGUARD_RETENTION_DAYS", 90)
+# Results removed per transaction, so no statement holds locks or bloats WAL for long.
+FLAKEGUARD_RETENTION_BATCH_SIZE = env_int("FLAKEGUARD_RETENTION_BATCH_SIZE", 50_000)
+
 # --- Jobs --------------------------------------------------------------------
 FLAKEGUARD_JOB_MAX_ATTEMPTS = env_int("FLAKEGUARD_JOB_MAX_ATTEMPTS", 5)
 FLAKEGUARD_JOB_BACKOFF_BASE_SECONDS = env_int("FLAKEGUARD_JOB_BACKOFF_BASE_SECONDS", 30)
@@ -230,6 +285,8 @@ CACHES = {
         {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
+            # A Redis outage costs a request two seconds, not a hung worker.
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
             # Beside Celery's keys in the same database; never flushed as a whole.
             "KEY_PREFIX": "flakeguard-cache",
         }
@@ -240,6 +297,7 @@ CACHES = {
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 # No result backend: outcomes live in the Job table, not in Redis.
 CELERY_RESULT_BACKEND = None
+CELERY_RESULT_EXPIRES = None  # and so no result clean-up task for Beat to send
 CELERY_TASK_IGNORE_RESULT = True
 # Without a broker the embedded default runs every task in-process.
 CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
@@ -265,24 +323,41 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_MAX_TASKS_PER_CHILD = 200
 CELERY_WORKER_SEND_TASK_EVENTS = True  # Flower
 CELERY_TASK_SEND_SENT_EVENT = True
+# Workers and Beat log through Django's LOGGING (one JSON format), not Celery's own set-up.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Beat's schedule lives in the database (django-celery-beat), editable in the
+# admin; FlakeGuard's scheduler adds the heartbeat its liveness probe reads.
+CELERY_BEAT_SCHEDULER = "flakeguard.beat:HeartbeatScheduler"
 
+# One format for every process: JSON lines with the correlation id
+# (``flakeguard.logs``); readable text on the embedded default, where a person
+# reads them in a terminal.
+LOG_FORMAT = env_str("LOG_FORMAT", "console" if EMBEDDED else "json")
+if LOG_FORMAT not in ("json", "console"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be json or console, got {LOG_FORMAT!r}")
+# On the embedded default a command's own progress is the output; job and
+# worker chatter is left to deployments.
+_LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+_JOB_LOG_LEVEL = env_str("LOG_LEVEL", "WARNING" if EMBEDDED else "INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "formatters": {"default": logs.formatter(LOG_FORMAT)},
     "handlers": {
         # stderr: stdout is reserved for JSON output of commands.
         "stderr": {
             "class": "logging.StreamHandler",
-            "formatter": "plain",
+            "formatter": "default",
             "stream": "ext://sys.stderr",
         },
     },
     "root": {"handlers": ["stderr"], "level": env_str("LOG_LEVEL", "WARNING")},
     "loggers": {
-        "flakeguard": {"level": env_str("LOG_LEVEL", "INFO"), "propagate": True},
-        "ingest": {"level": env_str("LOG_LEVEL", "INFO"), "propagate": True},
-        "analysis": {"level": env_str("LOG_LEVEL", "INFO"), "propagate": True},
-        "polling": {"level": env_str("LOG_LEVEL", "INFO"), "propagate": True},
+        **{
+            name: {"level": _LOG_LEVEL, "propagate": True}
+            for name in ("flakeguard", "ingest", "analysis", "polling", "notify")
+        },
+        "jobs": {"level": _JOB_LOG_LEVEL, "propagate": True},
+        "celery": {"level": _JOB_LOG_LEVEL, "propagate": True},
     },
 }

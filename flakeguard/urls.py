@@ -16,7 +16,7 @@ from analysis.pages import failures as failure_pages
 from analysis.pages import overview as overview_pages
 from analysis.pages import repository as repository_pages
 from analysis.pages import test_detail as test_pages
-from flakeguard import health
+from flakeguard import health, metrics_view
 from ingest import api as ingest_api
 from ingest import token_api, upload_api
 from jobs import api as jobs_api
@@ -38,6 +38,7 @@ docs_view = SpectacularSwaggerView.as_view(url_name="schema", permission_classes
 
 router = DefaultRouter()
 router.register("jobs", jobs_api.JobViewSet, basename="job")
+router.register("queues", jobs_api.QueueViewSet, basename="queue")
 router.register("runs", ingest_api.RunViewSet, basename="run")
 router.register("tests", analysis_api.TestScoreViewSet, basename="test")
 router.register("quarantine", quarantine_api.QuarantineViewSet, basename="quarantine")
@@ -46,9 +47,10 @@ router.register("tokens", token_api.TokenViewSet, basename="token")
 router.register("incidents", analysis_api.IncidentViewSet, basename="incident")
 
 urlpatterns = [
+    path("health", health.overview, name="health"),
     path("health/live", health.live, name="health-live"),
     path("health/ready", health.ready, name="health-ready"),
-    path("", include("django_prometheus.urls")),  # /metrics
+    path("metrics", metrics_view.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),

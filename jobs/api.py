@@ -1,13 +1,15 @@
-"""REST API of the job table: jobs, the dead-letter queue (``?state=dead``) and retries."""
+"""REST API of the job system: jobs, the dead-letter queue (``?state=dead``), retries, queues."""
 
 from __future__ import annotations
 
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from jobs.models import Job, JobState
+from jobs import queue_control
+from jobs.models import Job, JobKind, JobState
 from jobs.sweeper import retry_jobs
 
 
@@ -28,6 +30,10 @@ class JobSerializer(serializers.ModelSerializer):
             "updated_at",
             "finished_at",
         ]
+
+
+class RetriedSerializer(serializers.Serializer):
+    retried = serializers.IntegerField()
 
 
 class HasJobPermission(permissions.BasePermission):
@@ -69,3 +75,68 @@ class JobViewSet(viewsets.ReadOnlyModelViewSet):
                 status=status.HTTP_409_CONFLICT,
             )
         return Response(JobSerializer(job).data)
+
+    @extend_schema(
+        request=None,
+        parameters=[OpenApiParameter("kind", str, enum=JobKind.values, required=False)],
+        responses={200: RetriedSerializer},
+    )
+    @action(detail=False, methods=["post"], url_path="retry-dead")
+    def retry_dead(self, request: Request) -> Response:
+        """Send every dead job (of ``?kind=``) back to its queue; staff only."""
+        if not request.user.is_staff:
+            return Response({"detail": "only staff may retry every dead job"}, status=403)
+        dead = Job.objects.filter(state=JobState.DEAD)
+        kind = request.query_params.get("kind")
+        if kind:
+            if kind not in JobKind.values:
+                return Response(
+                    {"kind": [f"unknown job kind {kind!r}; kinds are {', '.join(JobKind.values)}"]},
+                    status=status.HTTP_400_BAD_REQUEST,
+                )
+            dead = dead.filter(kind=kind)
+        retried = retry_jobs(dead.values_list("pk", flat=True).iterator())
+        return Response({"retried": retried})
+
+
+class QueueSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    depth = serializers.IntegerField(
+        allow_null=True, help_text="messages waiting; null: broker away"
+    )
+    in_progress = serializers.IntegerField()
+    dead = serializers.IntegerField()
+    paused = serializers.BooleanField()
+
+
+class QueueViewSet(viewsets.ViewSet):
+    """Celery queues: depth, jobs in progress and dead, and pausing a queue's consumption.
+
+    Staff only: a paused queue holds up every repository's work.
+    """
+
+    permission_classes = [permissions.IsAdminUser]
+    lookup_field = "name"
+    lookup_value_regex = "[a-z-]+"
+
+    @extend_schema(responses=QueueSerializer(many=True))
+    def list(self, request: Request) -> Response:
+        return Response(queue_control.queue_stats())
+
+    @extend_schema(request=None, responses=QueueSerializer)
+    @action(detail=True, methods=["post"])
+    def pause(self, request: Request, name: str) -> Response:
+        return self._change(name, queue_control.pause_queue)
+
+    @extend_schema(request=None, responses=QueueSerializer)
+    @action(detail=True, methods=["post"])
+    def resume(self, request: Request, name: str) -> Response:
+        return self._change(name, queue_control.resume_queue)
+
+    def _change(self, name: str, change) -> Response:
+        try:
+            change(name)
+        except queue_control.UnknownQueue as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_404_NOT_FOUND)
+        stats = next(q for q in queue_control.queue_stats() if q["name"] == name)
+        return Response(stats)

@@ -9,6 +9,6 @@ class JobsConfig(AppConfig):
         # Register the sweeper in every process, not only in workers, so that
         # the embedded default can run it in-process.
         from jobs import tasks  # noqa: F401
-        from jobs.metrics import register_job_metrics
+        from jobs.state_metrics import register_job_metrics
 
         register_job_metrics()

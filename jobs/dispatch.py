@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from jobs.context import correlation_id, new_correlation_id
 from jobs.models import Job, JobState
 from jobs.registry import job_type
 
@@ -44,6 +45,8 @@ def enqueue_job(
         max_attempts=max_attempts or settings.FLAKEGUARD_JOB_MAX_ATTEMPTS,
         next_attempt_at=now,
         dispatched_at=now,
+        # A job queued by nothing correlated (Beat's fan-out) starts a trail of its own.
+        correlation_id=correlation_id() or new_correlation_id(),
     )
     created = _insert_unless_duplicate(job)
     if not created:

@@ -30,6 +30,11 @@ class ContinueLater(Exception):
         self.delay = max(0.0, delay)
 
 
+class JobFailed(Exception):
+    """Raised by a job's Celery task after its job went DEAD, so that Celery, and
+    Flower with it, record the task as failed. The job table already holds the error."""
+
+
 class LeaseLostError(Exception):
     """A later claim owns the job now: this attempt must stop without recording anything."""
 

@@ -56,6 +56,9 @@ class Job(models.Model):
     dispatched_at = models.DateTimeField(null=True, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
+    # The request, delivery or command that caused the work; every log line of
+    # the job, and of the jobs it queues in turn, carries it.
+    correlation_id = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     started_at = models.DateTimeField(null=True, blank=True)

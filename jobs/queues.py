@@ -10,3 +10,7 @@ class Queue(StrEnum):
     RUNS_ANALYZE = "runs-analyze"
     TESTS_RECOMPUTE = "tests-recompute"
     POLLING = "polling"
+    # Beat's short periodic work (the sweeper, the fan-out of polls and
+    # recomputes) on a queue of its own: a retry waits for the sweeper, which
+    # must not queue behind 10-minute backfill slices on ``polling``.
+    SCHEDULER = "scheduler"

@@ -21,6 +21,7 @@ from typing import Any
 
 from celery import Task, shared_task
 
+from jobs.errors import JobFailed
 from jobs.models import Job
 from jobs.queues import Queue
 
@@ -56,12 +57,19 @@ def job_task(kind: str, *, queue: Queue) -> Callable[[JobService], JobService]:
             raise ValueError(f"job kind {kind!r} is already declared by {_TYPES[kind].task_name}")
         app_label = service.__module__.split(".", 1)[0]
 
-        def run(job_id: int) -> None:
-            run_job(job_id, service)
+        def run(task: Task, job_id: int) -> None:
+            from jobs.runner import Outcome
+
+            if run_job(job_id, service, kind=kind) == Outcome.DEAD and not task.request.is_eager:
+                # The job table holds the error; this makes Flower show a failed task.
+                raise JobFailed(f"job {job_id} ({kind}) is dead; see its last_error")
 
         run.__name__ = run.__qualname__ = f"{kind}_task"
         run.__doc__ = f"Run job ``{kind}`` {{job_id}} with {service.__module__}.{service.__name__}."
-        task = shared_task(name=f"{app_label}.{kind}", ignore_result=True)(run)
+        # ``throws``: an expected failure, logged in one line without a traceback.
+        task = shared_task(
+            name=f"{app_label}.{kind}", ignore_result=True, bind=True, throws=(JobFailed,)
+        )(run)
         _TYPES[kind] = JobType(kind=kind, queue=queue, task=task, service=service)
         return service
 

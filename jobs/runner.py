@@ -17,8 +17,10 @@ from __future__ import annotations
 import json
 import logging
 import random
+import time
 import traceback
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from django.conf import settings
@@ -26,6 +28,8 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from jobs import metrics
+from jobs.context import bound
 from jobs.dispatch import dispatch_on_commit
 from jobs.errors import TRANSIENT_ERRORS, ContinueLater, LeaseLostError, PermanentJobError
 from jobs.models import Job, JobState
@@ -68,38 +72,66 @@ def claim_job(job_id: int, *, now: datetime | None = None) -> Job | None:
     return job
 
 
-def run_job(job_id: int, service: JobService) -> None:
-    """Claim the job, run ``service(job)`` and record the outcome."""
-    job = claim_job(job_id)
-    if job is None:
-        logger.info("job %s: not claimable (done, running elsewhere or not due)", job_id)
-        return
+class Outcome(StrEnum):
+    """What became of one delivery of a job's message (``flakeguard_jobs_processed_total``)."""
+
+    SUCCEEDED = "succeeded"
+    RETRIED = "retried"
+    DEAD = "dead"
+    PAUSED = "paused"
+    SKIPPED = "skipped"
+    LEASE_LOST = "lease_lost"
+
+
+def run_job(job_id: int, service: JobService, *, kind: str = "") -> Outcome:
+    """Claim the job, run ``service(job)`` and record the outcome.
+
+    Every log line written meanwhile carries the job's id, kind and the
+    correlation id of whatever caused it; jobs the service queues inherit it.
+    """
+    with bound(job_id=job_id):
+        job = claim_job(job_id)
+        if job is None:
+            logger.info("job %s: not claimable (done, running elsewhere or not due)", job_id)
+            metrics.JOBS_PROCESSED.labels(kind=kind or "unknown", outcome=Outcome.SKIPPED).inc()
+            return Outcome.SKIPPED
+        with bound(job_kind=job.kind, correlation_id=job.correlation_id):
+            in_progress = metrics.JOBS_IN_PROGRESS.labels(kind=job.kind)
+            in_progress.inc()
+            started = time.monotonic()
+            try:
+                outcome = _attempt(job, service)
+            finally:
+                in_progress.dec()
+                metrics.JOB_DURATION.labels(kind=job.kind).observe(time.monotonic() - started)
+            metrics.JOBS_PROCESSED.labels(kind=job.kind, outcome=outcome).inc()
+            return outcome
+
+
+def _attempt(job: Job, service: JobService) -> Outcome:
     try:
         result = service(job)
     except LeaseLostError:
         _log_lost_lease(job, "progress")
-        return
+        return Outcome.LEASE_LOST
     except ContinueLater as pause:
-        _continue_later(job, pause)
-        return
+        return _continue_later(job, pause)
     except TRANSIENT_ERRORS as exc:
-        _record_transient_failure(job, exc)
+        return _record_transient_failure(job, exc)
     except PermanentJobError as exc:
-        _finish_dead(job, f"{type(exc).__name__}: {exc}")
+        return _finish_dead(job, f"{type(exc).__name__}: {exc}")
     except Exception as exc:
         # A bug, or bad input the service did not name (integrity and data
         # errors among them): a second try would only repeat it.
-        _finish_dead(job, _describe(exc))
-    else:
-        result = result or {}
-        try:
-            json.dumps(result)
-        except (TypeError, ValueError) as exc:
-            # A result that cannot be stored must not leave the job RUNNING
-            # until its lease runs out and the work is done again.
-            _finish_dead(job, f"result could not be recorded: {_describe(exc)}")
-        else:
-            _finish_succeeded(job, result)
+        return _finish_dead(job, _describe(exc))
+    result = result or {}
+    try:
+        json.dumps(result)
+    except (TypeError, ValueError) as exc:
+        # A result that cannot be stored must not leave the job RUNNING
+        # until its lease runs out and the work is done again.
+        return _finish_dead(job, f"result could not be recorded: {_describe(exc)}")
+    return _finish_succeeded(job, result)
 
 
 def checkpoint(job: Job, progress: dict[str, Any]) -> None:
@@ -132,11 +164,10 @@ def backoff_seconds(attempts: int, *, rng: random.Random | None = None) -> float
     return delay * rng.uniform(0.5, 1.0)
 
 
-def _record_transient_failure(job: Job, exc: BaseException) -> None:
+def _record_transient_failure(job: Job, exc: BaseException) -> Outcome:
     error = _describe(exc)
     if job.attempts >= job.max_attempts:
-        _finish_dead(job, error)
-        return
+        return _finish_dead(job, error)
     delay = backoff_seconds(job.attempts)
     now = timezone.now()
     updated = _held_by(job).update(
@@ -149,7 +180,8 @@ def _record_transient_failure(job: Job, exc: BaseException) -> None:
     )
     if not updated:
         _log_lost_lease(job, "retry")
-        return
+        return Outcome.LEASE_LOST
+    metrics.JOB_RETRIES.labels(kind=job.kind, error=type(exc).__name__).inc()
     logger.warning(
         "job %s (%s): attempt %s/%s failed, retry in %.0fs: %s",
         job.pk,
@@ -160,9 +192,10 @@ def _record_transient_failure(job: Job, exc: BaseException) -> None:
         # The stored error is a traceback, whose first line says nothing.
         f"{type(exc).__name__}: {exc}",
     )
+    return Outcome.RETRIED
 
 
-def _continue_later(job: Job, pause: ContinueLater) -> None:
+def _continue_later(job: Job, pause: ContinueLater) -> Outcome:
     now = timezone.now()
     with transaction.atomic():
         updated = _held_by(job).update(
@@ -176,13 +209,14 @@ def _continue_later(job: Job, pause: ContinueLater) -> None:
         )
         if not updated:
             _log_lost_lease(job, "pause")
-            return
+            return Outcome.LEASE_LOST
         if pause.delay == 0:
             dispatch_on_commit(job)
     logger.info("job %s (%s) continues in %.0fs: %s", job.pk, job.dedup_key, pause.delay, pause)
+    return Outcome.PAUSED
 
 
-def _finish_succeeded(job: Job, result: dict[str, Any]) -> None:
+def _finish_succeeded(job: Job, result: dict[str, Any]) -> Outcome:
     now = timezone.now()
     updated = _held_by(job).update(
         state=JobState.SUCCEEDED,
@@ -194,11 +228,12 @@ def _finish_succeeded(job: Job, result: dict[str, Any]) -> None:
     )
     if not updated:
         _log_lost_lease(job, "success")
-        return
+        return Outcome.LEASE_LOST
     logger.info("job %s (%s) succeeded", job.pk, job.dedup_key)
+    return Outcome.SUCCEEDED
 
 
-def _finish_dead(job: Job, error: str) -> None:
+def _finish_dead(job: Job, error: str) -> Outcome:
     now = timezone.now()
     updated = _held_by(job).update(
         state=JobState.DEAD,
@@ -209,10 +244,11 @@ def _finish_dead(job: Job, error: str) -> None:
     )
     if not updated:
         _log_lost_lease(job, "failure")
-        return
+        return Outcome.LEASE_LOST
     logger.error(
         "job %s (%s) is dead after %s attempt(s): %s", job.pk, job.dedup_key, job.attempts, error
     )
+    return Outcome.DEAD
 
 
 def _held_by(job: Job) -> QuerySet[Job]:

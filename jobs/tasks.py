@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from jobs import heartbeats
 from jobs.sweeper import sweep_jobs
 
 
 # The task keeps its name across the move to the job core: Beat schedules it by name.
-# Beat sends it to the polling queue (flakeguard.celery).
+# Beat sends it to the scheduler queue (flakeguard.celery).
 @shared_task(name="flakeguard.sweep_jobs", ignore_result=True)
 def sweep_jobs_task() -> int:
-    return sweep_jobs()
+    dispatched = sweep_jobs()
+    heartbeats.record("sweeper")
+    return dispatched

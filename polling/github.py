@@ -33,6 +33,7 @@ from github import Auth, Github, GithubException
 from urllib3.util.retry import Retry
 
 from ingest.timestamps import parse_timestamp
+from polling import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -254,7 +255,7 @@ class GitHubClient:
             "Accept": "application/vnd.github+json",
         }
         answer = self._send(lambda: requests.get(url, headers=headers, allow_redirects=False,
-                                                  timeout=self.config.timeout))  # fmt: skip
+                                                  timeout=self.config.timeout), url)  # fmt: skip
         self._record(answer.headers)
         if answer.status_code == 410:
             raise Gone(f"artifact {artifact_id} has expired", status=410)
@@ -265,7 +266,8 @@ class GitHubClient:
         written = 0
         try:
             with (
-                self._send(lambda: requests.get(location, stream=True, timeout=self.config.timeout)) as blob,
+                self._send(lambda: requests.get(location, stream=True, timeout=self.config.timeout),
+                           "/artifact-blob") as blob,
                 dest.open("wb") as out,
             ):  # fmt: skip
                 if blob.status_code == 410:
@@ -358,7 +360,8 @@ class GitHubClient:
                 response_headers, data = self._send(
                     lambda: self._requester.requestJsonAndCheck(
                         verb, url, parameters=params, headers=dict(headers or {}), input=body
-                    )
+                    ),
+                    url,
                 )
             except GithubException as exc:
                 self._record(exc.headers or {})
@@ -380,15 +383,25 @@ class GitHubClient:
             f"GitHub kept answering with rate limits to {verb} {url}", reset_at=time.time() + 60
         )
 
-    def _send(self, call: Callable[[], Any]) -> Any:
+    def _send(self, call: Callable[[], Any], url: str) -> Any:
+        route = metrics.endpoint(url)
+        started = time.monotonic()
+        status = "unreachable"
         try:
-            return call()
-        except GithubException:
+            answer = call()
+            status = _status_of(answer)
+            return answer
+        except GithubException as exc:
+            status = str(exc.status)
             raise
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise Unavailable(f"GitHub unreachable: {exc}") from exc
         except requests.exceptions.RetryError as exc:  # 5xx until the retries ran out
+            status = "5xx"
             raise Unavailable(f"GitHub kept failing: {exc}") from exc
+        finally:
+            metrics.GITHUB_REQUESTS.labels(endpoint=route, status=status).inc()
+            metrics.GITHUB_DURATION.labels(endpoint=route).observe(time.monotonic() - started)
 
     def _raise_for(self, status: int, headers: Any, data: Any) -> None:
         headers = _lowercase(headers)
@@ -427,17 +440,19 @@ class GitHubClient:
         time.sleep(wait)
 
     def _record(self, headers: Any) -> None:
-        if self.budget is None:
-            return
         headers = _lowercase(headers)
         remaining = headers.get("x-ratelimit-remaining")
         reset = headers.get("x-ratelimit-reset")
         if remaining is None or reset is None:
             return
         try:
-            self.budget.record(self.budget_key, remaining=int(remaining), reset_at=float(reset))
+            left, reset_at = int(remaining), float(reset)
         except ValueError:
             logger.warning("unreadable rate-limit headers: %s / %s", remaining, reset)
+            return
+        metrics.GITHUB_RATE_LIMIT.labels(installation=self.budget_key).set(left)
+        if self.budget is not None:
+            self.budget.record(self.budget_key, remaining=left, reset_at=reset_at)
 
 
 def artifact_matches(name: str, pattern: str) -> bool:
@@ -504,6 +519,13 @@ def _reset_time(headers: dict[str, Any]) -> float:
         except ValueError:
             pass
     return now + 60
+
+
+def _status_of(answer: Any) -> str:
+    """A requests answer's status; PyGithub's (headers, data) is 2xx, or 304 when data is None."""
+    if isinstance(answer, requests.Response):
+        return str(answer.status_code)
+    return "304" if isinstance(answer, tuple) and answer[1] is None else "2xx"
 
 
 def _lowercase(headers: Any) -> dict[str, Any]:

@@ -5,7 +5,7 @@
 # Installs postgresql and redis-server with apt-get when they are missing,
 # starts both on free loopback ports in a temporary folder (PostgreSQL as an
 # unprivileged user, since initdb refuses root), exports DATABASE_URL and
-# REDIS_URL for the command, and stops and removes both when it ends.
+# REDIS_URL (and a throwaway SECRET_KEY) for the command, and stops and removes both when it ends.
 set -euo pipefail
 
 log() { echo "with-services: $*" >&2; }
@@ -81,6 +81,9 @@ done
 
 export DATABASE_URL="postgres://flakeguard@127.0.0.1:$PG_PORT/flakeguard"
 export REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
+# Outside the embedded default the app refuses to start without a secret of its own.
+SECRET_KEY=${SECRET_KEY:-$(python3 -c 'import secrets; print(secrets.token_urlsafe(50))')}
+export SECRET_KEY
 log "DATABASE_URL=$DATABASE_URL REDIS_URL=$REDIS_URL"
 set +e
 "$@"

@@ -35,7 +35,14 @@ def test_readiness_is_ok_when_database_and_broker_answer(client, redis_url, sett
     response = client.get("/health/ready")
 
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "checks": {"database": "ok", "broker": "ok"}}
+    body = response.json()
+    assert body["status"] == "ok"
+    assert {name: check["status"] for name, check in body["checks"].items()} == {
+        "database": "ok",
+        "migrations": "ok",
+        "broker": "ok",
+    }
+    assert all(check["ms"] >= 0 for check in body["checks"].values())
 
 
 @pytest.mark.django_db
@@ -48,8 +55,9 @@ def test_readiness_reports_an_unreachable_broker_but_stays_ready(client, setting
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok"
-    assert body["checks"]["database"] == "ok"
-    assert body["checks"]["broker"].startswith("error: ")
+    assert body["checks"]["database"]["status"] == "ok"
+    assert body["checks"]["broker"]["status"] == "error"
+    assert body["checks"]["broker"]["error"].startswith("ConnectionError")
 
 
 @pytest.mark.django_db
@@ -65,10 +73,11 @@ def test_probes_answer_whatever_the_host_and_other_paths_keep_the_host_check(cli
 
 
 @pytest.mark.django_db  # the job-table collector reads the database on each scrape
-def test_metrics_serve_prometheus_text(client):
+def test_metrics_serve_prometheus_text(client, settings):
+    settings.FLAKEGUARD_METRICS_TOKEN = "scrape-token-1234"
     client.get("/health/live")  # one request through the middleware to count
 
-    response = client.get("/metrics")
+    response = client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-token-1234")
 
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/plain")

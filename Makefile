@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-fast conformance bench lint format run worker beat flower clean
+.PHONY: help install demo test test-fast conformance bench lint format run worker beat flower up down clean
 
 help:  ## Show this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -28,14 +28,14 @@ demo: $(STAMP)  ## Import a bundled sample history on the embedded default and s
 	$(PY) manage.py demo
 
 test: $(STAMP)  ## Run the whole suite (server, CI client, pages in headless Chromium) against throwaway PostgreSQL and Redis
-	scripts/ensure-chromium.sh
+	scripts/ensure-test-tools.sh
 	scripts/with-services.sh $(PY) -m pytest $(PYTEST_ARGS)
 	cd client && ../$(PY) -m pytest -q -p no:cacheprovider
 
 conformance: $(STAMP)  ## Check parse_junit against the JUnit corpus (FLAKEGUARD_JUNIT_CORPUS, default ../shared/junit-corpus)
 	$(PY) scripts/conformance.py
 
-bench: $(STAMP)  ## Parser throughput and memory; import rate vs raw COPY; recompute, analyze, whole-command rates; quarantine list
+bench: $(STAMP)  ## Parser throughput and memory; import rate vs raw COPY; recompute, analyze, whole-command rates; quarantine list; pages; bytes per stored result
 	$(PY) -m bench.parser
 	scripts/with-services.sh $(PY) -m bench.ingest
 	scripts/with-services.sh $(PY) -m bench.analysis
@@ -44,6 +44,7 @@ bench: $(STAMP)  ## Parser throughput and memory; import rate vs raw COPY; recom
 	WITH_SERVICES_DURABLE=1 scripts/with-services.sh $(PY) -m bench.command
 	scripts/with-services.sh $(PY) -m bench.quarantine
 	scripts/with-services.sh $(PY) -m bench.pages
+	scripts/with-services.sh $(PY) -m bench.storage
 
 lint: $(STAMP)  ## ruff lint and format check, import layers, types of the pure cores
 	$(VENV)/bin/ruff check .
@@ -60,7 +61,7 @@ run: $(STAMP)  ## Serve the web app on http://127.0.0.1:8000/
 	$(PY) manage.py runserver 127.0.0.1:8000
 
 worker: $(STAMP)  ## Start a Celery worker on every queue (needs REDIS_URL)
-	$(VENV)/bin/celery -A flakeguard worker -Q runs-ingest,runs-analyze,tests-recompute,polling -l info
+	$(VENV)/bin/celery -A flakeguard worker -Q runs-ingest,runs-analyze,tests-recompute,polling,scheduler -l info
 
 beat: $(STAMP)  ## Start Celery Beat (needs REDIS_URL)
 	$(VENV)/bin/celery -A flakeguard beat -l info
@@ -68,5 +69,12 @@ beat: $(STAMP)  ## Start Celery Beat (needs REDIS_URL)
 flower: $(STAMP)  ## Start Flower on http://127.0.0.1:5555/ (needs REDIS_URL)
 	$(VENV)/bin/celery -A flakeguard flower --address=127.0.0.1 --port=5555
 
+up: $(STAMP)  ## Start the production-shaped stack here (PostgreSQL, Redis, gunicorn, a worker per queue, Beat, Flower); logs in .stack/logs
+	scripts/stack.sh up
+
+down:  ## Stop what `make up` started (its data stays in .stack/)
+	scripts/stack.sh down
+
 clean:  ## Remove the virtualenv, the embedded database and demo data
+	scripts/stack.sh clean 2>/dev/null || true
 	rm -rf $(VENV) flakeguard.sqlite3* .demo *.egg-info

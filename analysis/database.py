@@ -1,4 +1,4 @@
-"""Vendor-specific SQL of analysis, behind plain functions: the repository lock, score upserts.
+"""Vendor-specific SQL of analysis, behind plain functions: the repository lock, score upserts, retention.
 
 The one-analysis-per-repository lock is, on PostgreSQL, a transaction-scoped
 advisory lock keyed by the repository: taken in the database that holds the
@@ -6,17 +6,21 @@ data, released by commit or rollback (a dead worker's lock dies with its
 connection), and never a get-then-set dance. SQLite allows one writer at a
 time anyway. Scores are upserted with one statement over arrays, since an
 INSERT with thousands of placeholders spends its time converting them.
+Retention deletes results a bounded batch at a time through the index by run,
+and keeps that BRIN index from widening over the pages it empties.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-from django.db import connection
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
@@ -24,6 +28,8 @@ from analysis.models import TestScore
 from analysis.scoring import TestStatus
 from ingest.junit import FAILED_OUTCOMES, Outcome
 from ingest.models import TestResult
+
+logger = logging.getLogger(__name__)
 
 # First half of the two-part advisory key, so FlakeGuard's locks never collide
 # with another application's on the same database.
@@ -267,3 +273,135 @@ def apply_quiet_tests_in_bulk(
         cursor.execute("SELECT test_id FROM analyze_run_tests WHERE NOT quiet ORDER BY test_id")
         others = [test_pk for (test_pk,) in cursor.fetchall()]
     return advanced, inserted, others
+
+
+# --- retention: removing old results ------------------------------------------
+
+# The index of results by run (migration ingest.0002): BRIN on PostgreSQL.
+_RESULT_RUN_INDEX = "result_run_idx"
+
+
+@dataclass(frozen=True, slots=True)
+class DeletedResults:
+    """What one ``delete_results_of_runs`` statement removed."""
+
+    rows: int
+    tests: frozenset[int]  # the tests those results were of
+    pages: frozenset[int]  # the heap pages they were on (PostgreSQL; empty elsewhere)
+
+
+def delete_results_of_runs(run_pks: Sequence[int], *, limit: int) -> DeletedResults:
+    """Delete at most ``limit`` results of these runs, in one statement.
+
+    The rows are found through ``result_run_idx`` (on PostgreSQL a bitmap scan
+    of the BRIN index by run, stopped after ``limit`` rows) and deleted by
+    their physical address (``ctid``, a TID scan; ``rowid`` on SQLite), so a
+    statement never touches more than ``limit`` rows however large the runs,
+    and never scans the table. Fewer than ``limit`` rows deleted means the
+    runs have none left.
+    """
+    if not run_pks:
+        return DeletedResults(0, frozenset(), frozenset())
+    table = TestResult._meta.db_table
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"DELETE FROM {table} WHERE ctid = ANY(ARRAY("
+                f"SELECT ctid FROM {table} WHERE run_id = ANY(%s) LIMIT %s)) "
+                "RETURNING test_id, (ctid::text::point)[0]::bigint",
+                [list(run_pks), limit],
+            )
+            rows = cursor.fetchall()
+            return DeletedResults(
+                len(rows), frozenset(r[0] for r in rows), frozenset(r[1] for r in rows)
+            )
+        cursor.execute(
+            f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} "
+            f"WHERE run_id IN (SELECT value FROM json_each(%s)) LIMIT %s) RETURNING test_id",
+            [json.dumps(list(run_pks)), limit],
+        )
+        rows = cursor.fetchall()
+        return DeletedResults(len(rows), frozenset(r[0] for r in rows), frozenset())
+
+
+def flag_scores(test_pks: Sequence[int], *, component: str) -> int:
+    """Set ``components[component] = true`` on the scores of these tests that lack it; returns how many."""
+    if not test_pks:
+        return 0
+    table = TestScore._meta.db_table
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"UPDATE {table} SET components = components || jsonb_build_object(%s::text, true) "
+                "WHERE test_id = ANY(%s) AND NOT components ? %s",
+                [component, list(test_pks), component],
+            )
+        else:
+            cursor.execute(
+                f"UPDATE {table} SET components = json_set(components, '$.' || %s, json('true')) "
+                "WHERE test_id IN (SELECT value FROM json_each(%s)) "
+                "AND json_extract(components, '$.' || %s) IS NULL",
+                [component, json.dumps(list(test_pks)), component],
+            )
+        return cursor.rowcount
+
+
+def forget_result_page_summaries(pages: Iterable[int]) -> int:
+    """Drop the BRIN summaries of ``result_run_idx`` over these heap pages; returns how many ranges.
+
+    A BRIN summary only ever widens. Left as it is, a range of pages emptied
+    by retention keeps the old runs' ids, and once vacuum hands the pages to
+    new runs its summary spans old to new: every later run lookup would read
+    it, and within one retention period every range of the table (measured
+    by ``bench.storage``). A range with no summary is summarized afresh by the
+    next vacuum, from the rows it leaves (``vacuum_results``). PostgreSQL
+    only; a database user that does not own the index can not do this, which
+    is logged, not raised.
+    """
+    pages = sorted(set(pages))
+    if connection.vendor != "postgresql" or not pages:
+        return 0
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT COALESCE((SELECT option_value::int FROM pg_options_to_table(reloptions) "
+                "WHERE option_name = 'pages_per_range'), 128) FROM pg_class WHERE relname = %s",
+                [_RESULT_RUN_INDEX],
+            )
+            found = cursor.fetchone()
+            if found is None:
+                return 0
+            (per_range,) = found
+            ranges = sorted({page - page % per_range for page in pages})
+            cursor.execute(
+                "SELECT COUNT(brin_desummarize_range(%s::regclass, r)) FROM unnest(%s::bigint[]) r",
+                [_RESULT_RUN_INDEX, ranges],
+            )
+            return len(ranges)
+    except DatabaseError as exc:
+        logger.warning("the summaries of %s were not reset: %s", _RESULT_RUN_INDEX, exc)
+        return 0
+
+
+def vacuum_results() -> int | None:
+    """VACUUM, then ANALYZE, the results table; the dead rows it could not remove, or None.
+
+    After retention it turns the removed rows into free space for new runs,
+    summarizes the ranges ``forget_result_page_summaries`` reset (from the
+    rows left) and refreshes the planner's statistics. Rows deleted after a
+    transaction still open began stay, for that transaction, and are counted
+    in the answer. PostgreSQL only, and not inside a transaction, which VACUUM
+    refuses: None there.
+    """
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        return None
+    table = TestResult._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(f"VACUUM {table}")
+        # What vacuum reported, before ANALYZE restates it from a sample.
+        cursor.execute(
+            "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = %s::regclass", [table]
+        )
+        found = cursor.fetchone()
+        cursor.execute(f"ANALYZE {table}")
+    return int(found[0]) if found else 0

@@ -20,7 +20,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from analysis import loading
+from analysis import loading, metrics
 from analysis.announcements import announce_verdicts_changed
 from analysis.database import (
     allow_large_aggregates,
@@ -173,6 +173,7 @@ def analyze_run(
         totals.flaky,
         seconds,
     )
+    metrics.TESTS_ANALYZED.labels(mode="run").inc(totals.tests)
     return {
         "analyzed": True,
         "run_pk": run_pk,
@@ -444,6 +445,7 @@ def recompute_repository(
         incidents,
         seconds,
     )
+    metrics.TESTS_ANALYZED.labels(mode="recompute").inc(progress["done"])
     return {
         "repository": repository.full_name,
         "tests": progress["done"],

@@ -13,6 +13,7 @@ the runs started that day, the results' durations of
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
 
 from django.db import connection
@@ -110,19 +111,35 @@ def backfill_snapshots(repository: Repository, *, days: int = 30) -> int:
     if latest is None:
         return 0
     last_day = latest.started_at.astimezone(UTC).date()
-    have = set(
-        RepositorySnapshot.objects.filter(repository=repository).values_list("day", flat=True)
+    return snapshot_missing_days(
+        repository, [last_day - timedelta(days=back) for back in range(days)]
     )
+
+
+def snapshot_missing_days(repository: Repository, days: Iterable[date]) -> int:
+    """Snapshot the days among ``days`` that have none, from the history, as a backfill does.
+
+    Retention calls it before removing a day's results, so that a day no
+    snapshot was taken of (history imported in bulk, Beat not running) keeps
+    its numbers in the trend once its results are gone.
+    """
+    wanted = set(days)
+    if not wanted:
+        return 0
+    have = set(
+        RepositorySnapshot.objects.filter(repository=repository, day__in=wanted).values_list(
+            "day", flat=True
+        )
+    )
+    missing = sorted(wanted - have)
+    if not missing:
+        return 0
     flaky_since = list(
         TestScore.objects.filter(
             repository=repository, verdict=TestStatus.FLAKY, flaky_since__isnull=False
         ).values_list("flaky_since", flat=True)
     )
-    written = 0
-    for back in range(days):
-        day = last_day - timedelta(days=back)
-        if day in have:
-            continue
+    for day in missing:
         end = datetime.combine(day, time.max, tzinfo=UTC)
         RepositorySnapshot.objects.create(
             repository=repository,
@@ -130,5 +147,4 @@ def backfill_snapshots(repository: Repository, *, days: int = 30) -> int:
             flaky=sum(1 for since in flaky_since if since <= end),
             ci_seconds_lost=ci_seconds_lost(repository, day),
         )
-        written += 1
-    return written
+    return len(missing)

@@ -6,7 +6,7 @@ from typing import Any
 
 from celery import shared_task
 
-from analysis import quarantines, services, snapshots
+from analysis import quarantines, retention, services, snapshots
 from jobs.models import Job, JobKind
 from jobs.queues import Queue
 from jobs.registry import job_task
@@ -41,3 +41,10 @@ def take_snapshots_task() -> int:
 @shared_task(name="analysis.announce_expiring_quarantines", ignore_result=True)
 def announce_expiring_quarantines_task() -> int:
     return quarantines.announce_expiring()
+
+
+# Daily: results past FLAKEGUARD_RETENTION_DAYS, a bounded batch per
+# transaction and a bounded time per run; what is left waits for tomorrow.
+@shared_task(name="analysis.enforce_retention", ignore_result=True)
+def enforce_retention_task() -> dict[str, Any]:
+    return retention.enforce_retention()

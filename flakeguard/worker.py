@@ -27,8 +27,6 @@ from typing import Any
 from celery import bootsteps
 from celery.signals import worker_init, worker_process_shutdown
 
-from flakeguard import probe
-
 logger = logging.getLogger(__name__)
 
 
@@ -45,20 +43,27 @@ def _is_worker_command() -> bool:
 def prepare_worker_metrics() -> None:
     """Give this worker a fresh folder for its pool's metric files.
 
-    Must run before prometheus_client is imported, which picks its storage
-    from the variable then. A folder kept from a previous run is emptied:
-    counts of a process that no longer exists would otherwise be added in.
+    prometheus_client picks its storage from the variable when it is
+    imported, so this runs first thing in the worker. A folder kept from a
+    previous run is emptied: counts of a process that no longer exists would
+    otherwise be added in.
     """
     if not _is_worker_command() or _setting("FLAKEGUARD_METRICS_PORT", 9808) == 0:
         return
     folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if not folder:
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="flakeguard-metrics-")
-        return
+        folder = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(
+            prefix="flakeguard-metrics-"
+        )
     path = Path(folder)
     path.mkdir(parents=True, exist_ok=True)
     for stale in path.glob("*.db"):
         stale.unlink(missing_ok=True)
+    values = sys.modules.get("prometheus_client.values")
+    if values is not None:
+        # Imported already by a plugin of the celery command (Flower's): the
+        # metrics created from now on, ours among them, must use the files.
+        values.ValueClass = values.get_value_class()
 
 
 @worker_init.connect
@@ -146,6 +151,10 @@ class WorkerHeartbeat(bootsteps.StartStopStep):
             self._stop.wait(self.interval)
 
     def _write(self) -> None:
+        # Imported here: ``python -m flakeguard.probe`` loads this module first
+        # (through the package's Celery app) and must find the probe unloaded.
+        from flakeguard import probe
+
         try:
             probe.write_heartbeat(
                 "worker", loop_at=self.loop_at, broker=self.broker, hostname=self.hostname

@@ -29,7 +29,7 @@ class WorkflowRunAdmin(admin.ModelAdmin):
     )
     list_filter = ("repository", "event")
     search_fields = ("sha", "branch", "=run_id")
-    readonly_fields = ("file_errors",)
+    readonly_fields = ("file_errors", "results_pruned_at")
     date_hierarchy = "started_at"
 
 

@@ -1,4 +1,7 @@
-"""REST API of stored runs: every workflow run attempt imported, with its counts and refused files."""
+"""REST API of stored runs: every workflow run attempt imported, with its counts and refused files.
+
+``results_pruned_at`` says when retention removed a run's results (null while they are kept).
+"""
 
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ class RunSerializer(serializers.ModelSerializer):
             "results_count",
             "files_count",
             "file_errors",
+            "results_pruned_at",
         ]
 
 

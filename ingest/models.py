@@ -66,6 +66,10 @@ class WorkflowRun(models.Model):
     # outage (many tests failing with one error) without reading the results.
     # Null for runs stored before it existed.
     job_fingerprints = models.JSONField(null=True, blank=True)
+    # Set when retention (``analysis.retention``) removed the run's results:
+    # the run, its counts and job loads stay, so pages and evidence can say
+    # the results are gone rather than show the run as empty.
+    results_pruned_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [

@@ -132,11 +132,17 @@ def dispatch(job_id: int, kind: str) -> None:
         return
     try:
         declared.task.apply_async(args=[job_id], queue=declared.queue.value)
-    except Exception:
-        # The row is committed; the sweeper sends it again once the broker is back.
-        logger.exception(
-            "job %s: dispatch to %s failed, left for the sweeper", job_id, declared.queue
+    except Exception as exc:
+        # The row is committed; the sweeper sends it again once the broker is
+        # back. Marked undispatched, it is resent on the sweeper's next pass
+        # instead of after the wait for a message that was never sent.
+        logger.error(
+            "job %s: dispatch to %s failed, left for the sweeper: %s", job_id, declared.queue, exc
         )
+        try:
+            Job.objects.filter(pk=job_id, state=JobState.PENDING).update(dispatched_at=None)
+        except Exception as db_exc:  # the database too: the sweeper's wait will do
+            logger.warning("job %s: not marked undispatched: %s", job_id, db_exc)
 
 
 def drain_jobs(*, limit: int = 10_000) -> int:

@@ -64,6 +64,7 @@ def publish_for_verdicts_job(job: Job) -> dict[str, Any]:
         raise PermanentJobError(f"repository {repository_id} is gone")
     reason = _why_not_published(repository, head_sha)
     if reason:
+        logger.info("%s@%s: no check run: %s", repository.full_name, head_sha[:7], reason)
         return {"published": False, "head_sha": head_sha, "reason": reason}
     return publish_check_run(repository=repository, head_sha=head_sha)
 
@@ -75,6 +76,14 @@ def _why_not_published(repository: Repository, head_sha: str) -> str:
     github = GitHubSettings.objects.filter(repository=repository).first()
     if github is None:
         return "the repository is not followed on GitHub"
+    runs = WorkflowRun.objects.filter(repository=repository, sha=head_sha)
+    if (
+        runs.filter(results_pruned_at__isnull=False).exists()
+        and not runs.filter(results_pruned_at__isnull=True).exists()
+    ):
+        # Retention removed the commit's results: published again, its check
+        # run would claim that nothing failed.
+        return "the results of its runs have been removed (retention)"
     if CheckRun.objects.filter(repository=repository, head_sha=head_sha).exists():
         return ""  # already published: keep it true
     # A commit of the history a backfill brought in: nobody looks at it any

@@ -11,12 +11,7 @@ import io
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -33,66 +28,10 @@ from ingest.services import enqueue_run_import
 from ingest.store import store_run
 from jobs.models import Job, JobKind, JobState
 from jobs.sweeper import sweep_jobs
-from tests.conftest import REPO_ROOT
 from tests.ingest.junit_samples import pytest_report, write, write_zip
+from tests.processes import celery_worker, wait_for
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.django_db(transaction=True)]
-
-QUEUES = "runs-ingest,runs-analyze,tests-recompute,polling"
-
-
-def test_database_url() -> str:
-    s = connection.settings_dict
-    return f"postgres://{s['USER']}:{s['PASSWORD'] or ''}@{s['HOST']}:{s['PORT']}/{s['NAME']}"
-
-
-test_database_url.__test__ = False  # type: ignore[attr-defined]
-
-
-def wait_for(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-@contextmanager
-def celery_worker(tmp_path: Path, **extra_env: str) -> Iterator[subprocess.Popen]:
-    """A real worker process (prefork, one child) on every queue, in its own process group."""
-    log_path = tmp_path / f"worker-{uuid.uuid4().hex[:8]}.log"
-    env = {**os.environ, "DATABASE_URL": test_database_url(), "LOG_LEVEL": "INFO", **extra_env}
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable, "-m", "celery", "-A", "flakeguard", "worker",
-                "-Q", QUEUES, "-c", "1", "--pool", "prefork", "-l", "INFO",
-                "--without-gossip", "--without-mingle", "--without-heartbeat",
-                "-n", f"test-{uuid.uuid4().hex[:8]}@%h",
-            ],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-    try:
-        wait_for(
-            lambda: b"ready." in log_path.read_bytes() or proc.poll() is not None,
-            timeout=60,
-            what="the worker to start",
-        )
-        assert proc.poll() is None, log_path.read_text()
-        yield proc
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
 
 
 @pytest.fixture(autouse=True)

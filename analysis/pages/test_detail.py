@@ -27,7 +27,7 @@ from analysis.quarantines import active_quarantines, quarantine_tests, release_t
 from analysis.scoring import describe_event, score_test
 from analysis.services import scoring_settings_for
 from ingest.access import Action, access_for
-from ingest.models import TestCase, TestResult
+from ingest.models import TestCase, TestResult, WorkflowRun
 
 _SCORE_POINTS = 16
 
@@ -54,6 +54,11 @@ def test_detail(request: HttpRequest, full_name: str, test_id: int) -> HttpRespo
     rows = [rows for _, rows in loading.iter_histories([test.pk], context=context)]
     history = rows[0] if rows else []
     quarantine = active_quarantines().filter(test=test).first()
+    # Retention removed the results of the runs up to this time: say so, rather
+    # than let the history look as if the test had not run.
+    pruned_before = WorkflowRun.objects.filter(
+        repository=repository, results_pruned_at__isnull=False
+    ).aggregate(latest=Max("started_at"))["latest"]
     return render(
         request,
         "dashboard/test.html",
@@ -69,6 +74,7 @@ def test_detail(request: HttpRequest, full_name: str, test_id: int) -> HttpRespo
             "failure_groups": _failure_groups(test),
             "recent_failures": _recent_failures(repository, history, context),
             "quarantine": quarantine,
+            "pruned_before": pruned_before,
             "owners": owners_of([test.pk]).get(test.pk, []),
             "events": QuarantineEvent.objects.filter(test=test).order_by("-at", "-id")[:50],
             "may_quarantine": may_quarantine,

@@ -385,7 +385,9 @@ def test_nightly_schedule_queues_one_recompute_per_repository(tmp_path: Path) ->
     assert sorted(job.payload["reason"] for job in queued) == ["nightly", "nightly"]
     nightly = app.conf.beat_schedule["nightly-recompute"]
     assert nightly["task"] == "analysis.schedule_recomputes"
-    assert nightly["options"]["queue"] == "tests-recompute"
+    assert (
+        nightly["options"]["queue"] == "scheduler"
+    )  # the fan-out; the recomputes run on tests-recompute
 
 
 # --- counting: every analyzed run once, whatever runs concurrently -----------------

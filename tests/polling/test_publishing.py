@@ -530,3 +530,32 @@ def test_publishing_again_sends_each_annotation_once(tmp_path: Path, github: Fak
     check = the_check_run(github)
     assert len(check["annotations"]) == 61  # 60, then only the new one
     assert len(CheckRun.objects.get().annotated) == 61
+
+
+@pytest.mark.django_db
+def test_a_commit_whose_results_retention_removed_keeps_its_check_run_as_it_was(
+    tmp_path: Path, github: FakeGitHub
+) -> None:
+    from analysis.announcements import announce_verdicts_changed
+    from analysis.retention import prune_results
+
+    run_pk = store(tmp_path, {"test_a": "failed"}, analyzed=False)
+    follow()
+    analyze_run(run_pk=run_pk)
+    [job] = verdict_jobs()
+    run_job(job.pk, publish_for_verdicts_job)
+    sent = len(github.requests_to(CHECK_RUNS, "POST"))
+    assert sent == 1 and CheckRun.objects.get(head_sha=SHA).new_failures == 1
+    prune_results(days=90, now=BASE + timedelta(days=100))
+    assert WorkflowRun.objects.get(pk=run_pk).results_pruned_at is not None
+
+    announce_verdicts_changed(repository_id=repository().pk, head_sha=SHA, cause="late")
+    job = verdict_jobs()[-1]
+    run_job(job.pk, publish_for_verdicts_job)
+
+    # Published again it would say nothing failed: it is left as it was.
+    job.refresh_from_db()
+    assert job.result["published"] is False and "retention" in job.result["reason"]
+    assert len(github.requests_to(CHECK_RUNS, "POST")) == sent
+    assert not github.requests_to(CHECK_RUN, "PATCH")
+    assert CheckRun.objects.get(head_sha=SHA).new_failures == 1

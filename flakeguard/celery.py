@@ -43,12 +43,12 @@ def _options(queue: Queue, *, expires: int) -> dict[str, object]:
 
 app.conf.beat_schedule = {
     # Re-dispatch jobs whose message was lost after commit, whose retry is due,
-    # or whose worker died holding the lease. Every 30 s keeps retries prompt
-    # while costing one indexed query.
+    # or whose worker died holding the lease. Every 15 s keeps retries prompt
+    # and a dead worker's job waiting under a minute, for one indexed query.
     "sweep-jobs": {
         "task": "flakeguard.sweep_jobs",
-        "schedule": 30.0,
-        "options": _options(Queue.SCHEDULER, expires=25),
+        "schedule": 15.0,
+        "options": _options(Queue.SCHEDULER, expires=12),
     },
     # Poll the repositories whose interval has passed (each has its own
     # interval; this only looks for due ones, one indexed query).

@@ -252,7 +252,10 @@ FLAKEGUARD_RETENTION_DAYS = env_int("FLAKEGUARD_RETENTION_DAYS", 90)
 FLAKEGUARD_RETENTION_BATCH_SIZE = env_int("FLAKEGUARD_RETENTION_BATCH_SIZE", 50_000)
 
 # --- Jobs --------------------------------------------------------------------
-FLAKEGUARD_JOB_MAX_ATTEMPTS = env_int("FLAKEGUARD_JOB_MAX_ATTEMPTS", 5)
+# Attempts and backoff: 30 s doubling to an hour, with jitter, so the 12
+# attempts of a transient failure span at least 2.5 hours (a GitHub or
+# network outage of two hours leaves nothing dead).
+FLAKEGUARD_JOB_MAX_ATTEMPTS = env_int("FLAKEGUARD_JOB_MAX_ATTEMPTS", 12)
 FLAKEGUARD_JOB_BACKOFF_BASE_SECONDS = env_int("FLAKEGUARD_JOB_BACKOFF_BASE_SECONDS", 30)
 FLAKEGUARD_JOB_BACKOFF_MAX_SECONDS = env_int("FLAKEGUARD_JOB_BACKOFF_MAX_SECONDS", 3600)
 # A pending job whose message has not been picked up after this long is sent again.
@@ -262,8 +265,6 @@ FLAKEGUARD_JOB_REDISPATCH_SECONDS = env_int("FLAKEGUARD_JOB_REDISPATCH_SECONDS",
 REDIS_URL = env_str("REDIS_URL")
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 25 * 60)
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 30 * 60)
-# A claimed job's lease outlives the hard time limit, so a lease only expires
-# when the worker that held it is gone.
 # Tests rescored per transaction by tests-recompute; each batch commits with the
 # job's progress, so a restarted recompute repeats at most one batch.
 FLAKEGUARD_RECOMPUTE_BATCH_SIZE = env_int("FLAKEGUARD_RECOMPUTE_BATCH_SIZE", 2000)
@@ -274,9 +275,10 @@ FLAKEGUARD_ANALYSIS_BACKLOG = env_int("FLAKEGUARD_ANALYSIS_BACKLOG", 50)
 # this is analysed in batches, and the repository's analysis lock is released
 # between them, so other analyses and recomputes are not held up for minutes.
 FLAKEGUARD_ANALYZE_BATCH_TESTS = env_int("FLAKEGUARD_ANALYZE_BATCH_TESTS", 100_000)
-FLAKEGUARD_JOB_LEASE_SECONDS = env_int(
-    "FLAKEGUARD_JOB_LEASE_SECONDS", CELERY_TASK_TIME_LIMIT + 5 * 60
-)
+# A claimed job's lease, renewed every third of it while the job runs
+# (jobs.leases): a worker that dies gives its job up within this long, and the
+# sweeper (every 15 s) or the redelivered message sends it again.
+FLAKEGUARD_JOB_LEASE_SECONDS = env_int("FLAKEGUARD_JOB_LEASE_SECONDS", 30)
 
 # Rate limits count in the cache: Redis when there is one, so that every web
 # process shares the counts; process memory on the embedded default.

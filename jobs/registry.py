@@ -8,8 +8,9 @@ and the Celery task that carries its id, in one place:
         return services.ingest_run_job(job)
 
 The task is named ``<app>.<kind>`` (``ingest.ingest_run``) and does nothing but
-hand its job id and the service to ``run_job``, which owns claiming, leases,
-retries and dead-lettering. Dispatch looks the kind up here, so a kind that no
+hand its job id and the service to ``run_job`` (through ``jobs.delivery``, which
+decides what a delivery that cannot run leaves behind), which owns claiming,
+leases, retries and dead-lettering. Dispatch looks the kind up here, so a kind that no
 app declared cannot be enqueued.
 """
 
@@ -51,18 +52,14 @@ def job_task(kind: str, *, queue: Queue) -> Callable[[JobService], JobService]:
     """Declare ``service`` as the body of every job of ``kind``, run on ``queue``."""
 
     def declare(service: JobService) -> JobService:
-        from jobs.runner import run_job  # the runner dispatches through this registry
-
         if kind in _TYPES and _TYPES[kind].service is not service:
             raise ValueError(f"job kind {kind!r} is already declared by {_TYPES[kind].task_name}")
         app_label = service.__module__.split(".", 1)[0]
 
-        def run(task: Task, job_id: int) -> None:
-            from jobs.runner import Outcome
+        def run(task: Task, job_id: int, recheck: bool = False) -> None:
+            from jobs.delivery import run_delivered
 
-            if run_job(job_id, service, kind=kind) == Outcome.DEAD and not task.request.is_eager:
-                # The job table holds the error; this makes Flower show a failed task.
-                raise JobFailed(f"job {job_id} ({kind}) is dead; see its last_error")
+            run_delivered(task, job_id, service, kind=kind, recheck=recheck)
 
         run.__name__ = run.__qualname__ = f"{kind}_task"
         run.__doc__ = f"Run job ``{kind}`` {{job_id}} with {service.__module__}.{service.__name__}."

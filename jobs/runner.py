@@ -32,6 +32,7 @@ from jobs import metrics
 from jobs.context import bound
 from jobs.dispatch import dispatch_on_commit
 from jobs.errors import TRANSIENT_ERRORS, ContinueLater, LeaseLostError, PermanentJobError
+from jobs.leases import LeaseKeeper, lease_seconds
 from jobs.models import Job, JobState
 from jobs.registry import JobService
 
@@ -64,7 +65,7 @@ def claim_job(job_id: int, *, now: datetime | None = None) -> Job | None:
             return None
         job.state = JobState.RUNNING
         job.attempts += 1
-        job.lease_expires_at = now + timedelta(seconds=settings.FLAKEGUARD_JOB_LEASE_SECONDS)
+        job.lease_expires_at = now + timedelta(seconds=lease_seconds())
         job.started_at = now
         job.save(
             update_fields=["state", "attempts", "lease_expires_at", "started_at", "updated_at"]
@@ -110,7 +111,8 @@ def run_job(job_id: int, service: JobService, *, kind: str = "") -> Outcome:
 
 def _attempt(job: Job, service: JobService) -> Outcome:
     try:
-        result = service(job)
+        with LeaseKeeper(job):
+            result = service(job)
     except LeaseLostError:
         _log_lost_lease(job, "progress")
         return Outcome.LEASE_LOST
@@ -143,7 +145,7 @@ def checkpoint(job: Job, progress: dict[str, Any]) -> None:
     now = timezone.now()
     updated = _held_by(job).update(
         progress=progress,
-        lease_expires_at=now + timedelta(seconds=settings.FLAKEGUARD_JOB_LEASE_SECONDS),
+        lease_expires_at=now + timedelta(seconds=lease_seconds()),
         updated_at=now,
     )
     if not updated:

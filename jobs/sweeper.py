@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
@@ -52,14 +53,17 @@ def sweep_jobs(*, now: datetime | None = None, limit: int = 500) -> int:
     """
     now = now or timezone.now()
     stale = now - timedelta(seconds=settings.FLAKEGUARD_JOB_REDISPATCH_SECONDS)
+    # A broker that restarted lost the messages it held: every due job is sent
+    # again now rather than after the wait for a message that no longer exists.
+    lost_messages = broker_restarted()
     to_dispatch: list[tuple[int, str]] = []
     with transaction.atomic():
-        pending = (
-            Job.objects.select_for_update(skip_locked=True)
-            .filter(state=JobState.PENDING, next_attempt_at__lte=now)
-            .exclude(dispatched_at__gt=stale)
-            .order_by("next_attempt_at")[:limit]
+        pending = Job.objects.select_for_update(skip_locked=True).filter(
+            state=JobState.PENDING, next_attempt_at__lte=now
         )
+        if not lost_messages:
+            pending = pending.exclude(dispatched_at__gt=stale)
+        pending = pending.order_by("next_attempt_at")[:limit]
         for job in pending:
             # A retry is undispatched by design; a dispatched job is resent
             # only when its message has had ample time to be picked up.
@@ -83,7 +87,36 @@ def sweep_jobs(*, now: datetime | None = None, limit: int = 500) -> int:
             to_dispatch.append((job.pk, job.kind))
         if to_dispatch:
             Job.objects.filter(pk__in=[pk for pk, _ in to_dispatch]).update(dispatched_at=now)
+    if lost_messages and to_dispatch:
+        logger.warning("broker restarted: %s due job(s) sent again", len(to_dispatch))
     for job_id, kind in to_dispatch:
         logger.info("job %s: re-dispatched by the sweeper", job_id)
         dispatch(job_id, kind)
     return len(to_dispatch)
+
+
+_BROKER_RUN_ID = "sweeper:broker-run-id"
+
+
+def broker_restarted() -> bool:
+    """Whether the broker is another server process than at the last sweep.
+
+    Redis names each start with a fresh ``run_id``; the sweeper keeps the last
+    one it saw in the shared cache, which lives in the same Redis in a
+    deployment, so a restart that lost the queues lost the note too. Either
+    way the sweep that follows sends every due job again. On the embedded
+    default (no broker) there is nothing to lose.
+    """
+    if not settings.REDIS_URL:
+        return False
+    import redis
+
+    try:
+        run_id = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2).info("server")["run_id"]
+        seen = cache.get(_BROKER_RUN_ID)
+        if seen != run_id:
+            cache.set(_BROKER_RUN_ID, run_id, timeout=None)
+    except Exception as exc:  # the broker is away: this sweep's dispatches fail anyway
+        logger.warning("broker state unknown: %s", exc)
+        return False
+    return seen != run_id

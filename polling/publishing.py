@@ -64,7 +64,7 @@ def publish_for_verdicts_job(job: Job) -> dict[str, Any]:
         raise PermanentJobError(f"repository {repository_id} is gone")
     reason = _why_not_published(repository, head_sha)
     if reason:
-        logger.info("%s@%s: no check run: %s", repository.full_name, head_sha[:7], reason)
+        logger.debug("%s@%s: no check run: %s", repository.full_name, head_sha[:7], reason)
         return {"published": False, "head_sha": head_sha, "reason": reason}
     return publish_check_run(repository=repository, head_sha=head_sha)
 

@@ -355,7 +355,7 @@ def test_beat_keeps_its_schedule_in_the_database_with_expiring_messages_and_a_pr
     sweep = PeriodicTask.objects.get(name="sweep-jobs")
     polls = PeriodicTask.objects.get(name="schedule-polls")
     assert (sweep.queue, polls.queue) == ("scheduler", "scheduler")
-    assert sweep.expire_seconds == 25 and polls.expire_seconds == 25
+    assert sweep.expire_seconds == 12 and polls.expire_seconds == 25
     assert all(t.expire_seconds for t in PeriodicTask.objects.exclude(name__startswith="celery."))
     assert alive.returncode == 0, alive.stderr
     assert hung.returncode == 1 and "beat heartbeat" in hung.stderr

@@ -31,7 +31,7 @@ from jobs.models import Job, JobKind, JobState
 from jobs.queues import Queue
 from jobs.registry import UnknownJobKind, declared_kinds, job_task, job_type
 from jobs.runner import backoff_seconds, claim_job, run_job
-from jobs.sweeper import retry_jobs, sweep_jobs
+from jobs.sweeper import broker_restarted, retry_jobs, sweep_jobs
 from tests.factories import JobFactory
 
 INGEST_QUEUE = Queue.RUNS_INGEST.value
@@ -270,7 +270,7 @@ def test_second_claim_of_running_job_with_live_lease_returns_none():
     now = timezone.now()
     assert claim_job(job.pk, now=now) is not None
 
-    assert claim_job(job.pk, now=now + timedelta(minutes=1)) is None
+    assert claim_job(job.pk, now=now + timedelta(seconds=10)) is None
 
     job.refresh_from_db()
     assert (job.state, job.attempts) == (JobState.RUNNING, 1)
@@ -780,12 +780,35 @@ def test_sweep_dispatches_a_retry_that_came_due(job_settings, broker):
 @pytest.mark.django_db
 def test_sweep_leaves_a_freshly_dispatched_pending_job_alone(job_settings, broker):
     now = timezone.now()
+    broker_restarted()  # a sweeper that has seen this broker before
     JobFactory(
         next_attempt_at=now - timedelta(seconds=10), dispatched_at=now - timedelta(seconds=10)
     )
 
     assert sweep_jobs(now=now) == 0
     assert broker.llen(INGEST_QUEUE) == 0
+
+
+@pytest.mark.django_db
+def test_after_a_broker_restart_the_sweep_sends_every_due_job_again(job_settings, broker):
+    # The Redis that held the messages restarted without them: no dispatched
+    # job's message is waiting anywhere, however recently it was sent.
+    now = timezone.now()
+    broker_restarted()
+    fresh = JobFactory(
+        next_attempt_at=now - timedelta(seconds=10), dispatched_at=now - timedelta(seconds=10)
+    )
+    later = JobFactory(next_attempt_at=now + timedelta(minutes=5), dispatched_at=None)
+    run_id = broker.info("server")["run_id"]
+    from django.core.cache import cache
+
+    cache.set("sweeper:broker-run-id", "the-previous-server", timeout=None)
+
+    assert sweep_jobs(now=now) == 1
+    assert queued_job_ids(broker) == [fresh.pk]
+    assert sweep_jobs(now=now) == 0  # once: the new server is noted
+    assert cache.get("sweeper:broker-run-id") == run_id
+    assert later.pk not in queued_job_ids(broker)  # not due: waits for its time
 
 
 @pytest.mark.django_db

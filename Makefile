@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-fast conformance bench lint format run worker beat flower up down clean
+.PHONY: help install demo test test-fast conformance chaos bench lint format run worker beat flower up down clean
 
 help:  ## Show this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ test: $(STAMP)  ## Run the whole suite (server, CI client, pages in headless Chr
 
 conformance: $(STAMP)  ## Check parse_junit against the JUnit corpus (FLAKEGUARD_JUNIT_CORPUS, default ../shared/junit-corpus)
 	$(PY) scripts/conformance.py
+
+chaos: $(STAMP)  ## Import a few hundred runs through the broker while workers, Redis, PostgreSQL and GitHub fail; check nothing is lost or doubled
+	scripts/with-services.sh $(PY) -m pytest tests/chaos -m chaos -s -q -p no:cacheprovider --timeout 600
 
 bench: $(STAMP)  ## Parser throughput and memory; import rate vs raw COPY; recompute, analyze, whole-command rates; quarantine list; pages; bytes per stored result
 	$(PY) -m bench.parser

@@ -135,6 +135,11 @@ def analyze_run(
             )
             if analyzed_at is not None:
                 if applied == 0:
+                    # Taken in by a rescore (a backlog) or by a duplicate delivery:
+                    # its commit still hears of it (once: the announcement is
+                    # keyed by the run), or a backlog would leave commits without
+                    # their check runs.
+                    _announce(run)
                     return {"analyzed": False, "reason": "already analyzed", "run_pk": run_pk}
                 break
             if upto is not None and after is not None and upto <= after:

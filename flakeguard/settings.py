@@ -317,9 +317,14 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Queues are a closed set; a typo in a route must fail, not create a queue.
 CELERY_TASK_CREATE_MISSING_QUEUES = False
 CELERY_TASK_DEFAULT_QUEUE = "runs-ingest"
-# Redis redelivers unacked messages after this long; it must exceed the
-# longest task or a running task would be delivered twice.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 15 * 60}
+# Redis hands a message a worker took but never acknowledged to another worker
+# after this long: a worker that died holding messages it had not started
+# gives them up within a minute. A running job's message is delivered twice
+# when the job outlasts this, which is harmless: the second delivery finds the
+# job's lease alive (jobs.delivery) and stops.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env_int("FLAKEGUARD_BROKER_VISIBILITY_SECONDS", 45)
+}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Workers recycle their processes to cap memory growth from large imports.
 CELERY_WORKER_MAX_TASKS_PER_CHILD = 200

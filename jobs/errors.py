@@ -6,6 +6,7 @@ a broken network or a busy database may.
 
 from __future__ import annotations
 
+import redis.exceptions
 from celery.exceptions import SoftTimeLimitExceeded
 from django.db import InterfaceError, OperationalError
 
@@ -47,5 +48,9 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     TimeoutError,
     OperationalError,
     InterfaceError,
+    # Redis away (the shared cache and rate budget live there): not Python's own
+    # ConnectionError, but as passing.
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
     SoftTimeLimitExceeded,
 )

@@ -277,13 +277,23 @@ class GitHubClient:
                 declared = int(blob.headers.get("Content-Length") or 0)
                 if declared > max_bytes:
                     raise TooLarge(f"artifact {artifact_id} is too large ({declared:,} bytes)")
-                for chunk in blob.iter_content(chunk_size=1 << 16):
-                    written += len(chunk)
-                    if written > max_bytes:
-                        raise TooLarge(
-                            f"artifact {artifact_id} is too large (over {max_bytes:,} bytes)"
-                        )
-                    out.write(chunk)
+                try:
+                    for chunk in blob.iter_content(chunk_size=1 << 16):
+                        written += len(chunk)
+                        if written > max_bytes:
+                            raise TooLarge(
+                                f"artifact {artifact_id} is too large (over {max_bytes:,} bytes)"
+                            )
+                        out.write(chunk)
+                except requests.RequestException as exc:
+                    # The connection dropped mid-download: the artifact is fine, try again.
+                    raise Unavailable(
+                        f"artifact {artifact_id}: download broken off after {written:,} bytes: {exc}"
+                    ) from exc
+                if declared and written < declared:
+                    raise Unavailable(
+                        f"artifact {artifact_id}: download ended at {written:,} of {declared:,} bytes"
+                    )
         except BaseException:
             dest.unlink(missing_ok=True)
             raise

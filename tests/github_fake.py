@@ -88,6 +88,8 @@ class FakeGitHub:
         # (path regex, status, times, headers)
         self.failures: list[tuple[str, int, int, dict[str, str]]] = []
         self.delays: list[tuple[str, float, int]] = []
+        # (path regex, times): answers cut off half way, the connection then closed
+        self.truncations: list[tuple[str, int]] = []
         self.blob_lifetime = 60.0
         self.lock = threading.Lock()
         self._next_id = 5_000_000_000
@@ -190,6 +192,23 @@ class FakeGitHub:
 
     def delay_next(self, path_pattern: str, seconds: float, times: int = 1) -> None:
         self.delays.append((path_pattern, seconds, times))
+
+    def truncate_next(self, path_pattern: str, times: int = 1) -> None:
+        """The next ``times`` answers whose path matches stop half way through their
+        declared ``Content-Length`` and the connection closes (a dropped download)."""
+        with self.lock:
+            self.truncations.append((path_pattern, times))
+
+    def take_truncation(self, path: str) -> bool:
+        with self.lock:
+            for i, (pattern, times) in enumerate(self.truncations):
+                if re.search(pattern, path):
+                    if times - 1 <= 0:
+                        self.truncations.pop(i)
+                    else:
+                        self.truncations[i] = (pattern, times - 1)
+                    return True
+        return False
 
     def spend_rate_limit(self, credential: str, *, reset_in: float) -> None:
         self.remaining[credential] = 0
@@ -502,6 +521,10 @@ def _handler(fake: FakeGitHub) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             if payload and self.command != "HEAD":
+                if fake.take_truncation(urlparse(self.path).path):
+                    self.wfile.write(payload[: len(payload) // 2])
+                    self.close_connection = True
+                    return
                 self.wfile.write(payload)
 
         do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _serve

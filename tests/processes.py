@@ -7,7 +7,9 @@ to a file under the test's ``tmp_path`` that a failing assertion can show.
 
 from __future__ import annotations
 
+import glob
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -201,3 +203,19 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+def restart_postgresql() -> None:
+    """``pg_ctl restart -m immediate`` of the suite's server: a crash and a start, as a failover."""
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW data_directory")
+        (data_dir,) = cursor.fetchone()
+    connection.close()
+    pg_ctl = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))[-1]
+    owner = pwd.getpwuid(os.stat(data_dir).st_uid).pw_name
+    run_as = ["runuser", "-u", owner, "--"] if os.getuid() == 0 and owner != "root" else []
+    log = os.path.join(os.path.dirname(data_dir), "server.log")  # the server's, not our pipe
+    subprocess.run(
+        [*run_as, pg_ctl, "-D", data_dir, "-l", log, "-m", "immediate", "-w", "-t", "60", "restart"],
+        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=90,
+    )  # fmt: skip

@@ -7,10 +7,8 @@ within a minute of the fault, and that the command waiting on them says so.
 
 from __future__ import annotations
 
-import glob
 import json
 import os
-import pwd
 import signal
 import subprocess
 import sys
@@ -21,7 +19,6 @@ from pathlib import Path
 import psutil
 import pytest
 import redis
-from django.db import connection
 from django.utils import timezone
 
 from ingest.models import TestResult, WorkflowRun
@@ -33,7 +30,14 @@ from jobs.runner import run_job
 from tests.conftest import REPO_ROOT
 from tests.factories import JobFactory
 from tests.ingest.junit_samples import pytest_report, write
-from tests.processes import app_env, celery_beat, celery_worker, redis_server, wait_for
+from tests.processes import (
+    app_env,
+    celery_beat,
+    celery_worker,
+    redis_server,
+    restart_postgresql,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.django_db(transaction=True)]
 
@@ -113,22 +117,6 @@ def test_a_killed_pool_child_gets_its_job_back_through_the_redelivered_message(
 
 
 # --- PostgreSQL restarted ------------------------------------------------------------
-
-
-def restart_postgresql() -> None:
-    """``pg_ctl restart -m immediate`` of the suite's server: a crash and a start, as a failover."""
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW data_directory")
-        (data_dir,) = cursor.fetchone()
-    connection.close()
-    pg_ctl = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))[-1]
-    owner = pwd.getpwuid(os.stat(data_dir).st_uid).pw_name
-    run_as = ["runuser", "-u", owner, "--"] if os.getuid() == 0 and owner != "root" else []
-    log = os.path.join(os.path.dirname(data_dir), "server.log")  # the server's, not our pipe
-    subprocess.run(
-        [*run_as, pg_ctl, "-D", data_dir, "-l", log, "-m", "immediate", "-w", "-t", "60", "restart"],
-        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=90,
-    )  # fmt: skip
 
 
 def manifest_of(tmp_path: Path, runs: int, tests: int = 2000) -> Path:

@@ -294,6 +294,13 @@ def test_a_backlog_of_runs_is_taken_in_by_one_rescore(tmp_path: Path, settings) 
     assert first["recomputed"]["runs_taken_in"] == 3 and first["recomputed"]["tests"] == 2
     assert rest == [False, False]
     assert TestScore.objects.get(test__name="test_b").results == 3
+    # Every commit still hears that its verdicts changed, once: its check run.
+    announced = Job.objects.filter(kind=JobKind.VERDICTS_CHANGED)
+    assert sorted(j.payload["head_sha"] for j in announced) == sorted(
+        f"{run:040x}" for run in (1, 2, 3)
+    )
+    analyze_run(run_pk=run_pks[1])  # delivered again: announced already
+    assert announced.count() == 3
 
 
 @pytest.mark.django_db(transaction=True)

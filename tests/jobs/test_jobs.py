@@ -419,8 +419,9 @@ def test_running_a_job_twice_runs_the_service_once():
         TransientJobError("GitHub rate limit, resets in 40s"),
         ConnectionError("connection reset by peer"),
         OperationalError("could not serialize access due to concurrent update"),
+        redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:6379."),
     ],
-    ids=lambda e: type(e).__name__,
+    ids=lambda e: f"{type(e).__module__}.{type(e).__name__}",
 )
 def test_transient_failure_schedules_a_retry_within_the_backoff_window(job_settings, error):
     job = JobFactory(max_attempts=3)

@@ -98,6 +98,24 @@ def test_artifacts_are_downloaded_through_the_redirect(github: FakeGitHub, tmp_p
     assert len(blob) == 1 and "Authorization" not in blob[0].headers
 
 
+def test_a_download_broken_off_half_way_is_a_transient_failure(
+    github: FakeGitHub, tmp_path: Path
+) -> None:
+    run = github.add_run(REPO)
+    content = junit_zip(
+        {"junit.xml": b"<testsuite>" + b"<testcase name='t'/>" * 5000 + b"</testsuite>"}
+    )
+    artifact = github.add_artifact(REPO, run["id"], "junit-linux", content)
+    github.truncate_next(r"^/blobs/")
+    client = client_for(github)
+
+    with pytest.raises(Unavailable, match="download"):
+        client.download_artifact(REPO, artifact["id"], tmp_path / "a.zip", max_bytes=10_000_000)
+    assert not (tmp_path / "a.zip").exists()  # no half file left behind
+    size = client.download_artifact(REPO, artifact["id"], tmp_path / "a.zip", max_bytes=10_000_000)
+    assert size == len(content) and (tmp_path / "a.zip").read_bytes() == content
+
+
 def test_expired_and_oversized_artifacts_are_refused(github: FakeGitHub, tmp_path: Path) -> None:
     run = github.add_run(REPO)
     expired = github.add_artifact(REPO, run["id"], "junit-old", b"zip", expired=True)

@@ -50,6 +50,11 @@ def run_info_from_github(repo: str, run: dict[str, Any], *, attempt: int | None 
     )
 
 
+# Earlier attempts of a re-run queued with it, at most (the webhook refuses a
+# run_attempt over 100).
+MAX_EARLIER_ATTEMPTS = 100
+
+
 def enqueue_github_run(*, repository: Repository, run: dict[str, Any]) -> list[tuple[Job, bool]]:
     """An ingest job for the run's latest attempt and for earlier attempts not queued yet.
 
@@ -59,11 +64,22 @@ def enqueue_github_run(*, repository: Repository, run: dict[str, Any]) -> list[t
     Whatever the run's age: a re-run of a month-old run is as welcome as a new one.
     """
     latest = int(run.get("run_attempt") or 1)
+    # GitHub keeps a run's attempts to a few dozen; a larger number is not
+    # GitHub's, and must not turn into as many jobs.
+    earliest = max(1, latest - MAX_EARLIER_ATTEMPTS)
+    infos = [
+        run_info_from_github(repository.full_name, run, attempt=attempt)
+        for attempt in range(earliest, latest + 1)
+    ]
     queued = []
     with transaction.atomic():
-        for attempt in range(1, latest + 1):
-            info = run_info_from_github(repository.full_name, run, attempt=attempt)
-            if attempt < latest and Job.objects.filter(dedup_key=info.dedup_key).exists():
+        known = set(
+            Job.objects.filter(dedup_key__in=[i.dedup_key for i in infos[:-1]]).values_list(
+                "dedup_key", flat=True
+            )
+        )
+        for info in infos:
+            if info.run_attempt < latest and info.dedup_key in known:
                 continue
             queued.append(
                 enqueue_job(

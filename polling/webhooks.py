@@ -10,13 +10,16 @@ more. What GitHub announces becomes rows only: ingest jobs for completed
 workflow runs, quarantines from the check run's button, repositories attached
 to or detached from the GitHub App. Nothing here calls GitHub: the jobs are
 dispatched after commit and fetch what they need, so a delivery is answered
-after a handful of queries.
+after a handful of queries. A signature vouches for the sender, not for the
+fields: every field that becomes a row, a job or a loop bound is checked
+before anything is recorded, and a bad one is answered 400 naming it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
@@ -27,6 +30,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from ingest.timestamps import parse_timestamp
 from polling.checks import QUARANTINE_ACTION_ID
 from polling.github import verify_webhook_signature
 from polling.models import WebhookDelivery
@@ -56,6 +60,14 @@ class BadPayload(ValueError):
     """A correctly signed delivery that is not what GitHub sends."""
 
 
+class BadField(BadPayload):
+    """One field of a delivery is not what GitHub sends; the answer names it."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+
+
 @csrf_exempt
 @require_POST
 def github_webhook(request: HttpRequest) -> JsonResponse:
@@ -83,17 +95,18 @@ def github_webhook(request: HttpRequest) -> JsonResponse:
         )
     try:
         payload = parse_payload(body, content_type=request.content_type or "")
+        action = _text(payload.get("action"))
+        check_payload(event, action, payload)
     except BadPayload as exc:
-        return _refuse(400, str(exc), event, delivery_id)
+        return _refuse(400, str(exc), event, delivery_id, field=getattr(exc, "field", None))
 
-    action = _text(payload.get("action"))
     repo = _text(_dict(payload.get("repository")).get("full_name"))
     try:
         delivery, created, outcome = record_delivery(
             delivery_id=delivery_id, event=event, action=action, repo=repo, payload=payload
         )
     except BadPayload as exc:
-        return _refuse(400, str(exc), event, delivery_id)
+        return _refuse(400, str(exc), event, delivery_id, field=getattr(exc, "field", None))
     if not created:
         logger.info(
             "webhook %s.%s repo=%s delivery=%s: duplicate of the delivery received at %s",
@@ -186,6 +199,107 @@ def record_delivery(
         delivery.outcome = outcome
         delivery.save(update_fields=["outcome"])
     return delivery, True, outcome
+
+
+# --- payload checks -------------------------------------------------------------
+
+# GitHub lets a workflow run be re-run 50 times; a completed attempt queues a job
+# for itself and for every earlier one not queued yet, so the attempt number is
+# also the number of rows one delivery may write.
+MAX_RUN_ATTEMPT = 100
+MAX_ID = 2**63 - 1  # GitHub's ids land in bigint columns
+_SHA = re.compile(r"[0-9a-fA-F]{40}(?:[0-9a-fA-F]{24})?")  # SHA-1, or SHA-256 object ids
+_MAX_TIMESTAMP_CHARS = 40
+
+
+def check_payload(event: str, action: str, payload: dict[str, Any]) -> None:
+    """Raise BadField for the first field of the delivery that GitHub would never send."""
+    check = _CHECKS.get(event)
+    if check is not None:
+        check(action, payload)
+
+
+def _check_workflow_run(action: str, payload: dict[str, Any]) -> None:
+    _check_repository(payload)
+    _check_installation(action, payload)
+    if action != "completed":
+        return  # ignored: nothing of it is read
+    run = payload.get("workflow_run")
+    if not isinstance(run, dict):
+        raise BadField("workflow_run", "missing, or not an object")
+    _check_int(run, "id", "workflow_run.id")
+    _check_int(run, "run_attempt", "workflow_run.run_attempt", most=MAX_RUN_ATTEMPT, optional=True)
+    sha = run.get("head_sha")
+    if not isinstance(sha, str) or not _SHA.fullmatch(sha):
+        raise BadField("workflow_run.head_sha", f"not a commit sha (40 hex digits): {_shown(sha)}")
+    # Bounded as the columns that keep them are (WorkflowRun.branch, .event, .workflow).
+    _check_str(run, "head_branch", "workflow_run.head_branch", 255)
+    _check_str(run, "event", "workflow_run.event", 40)
+    _check_str(run, "name", "workflow_run.name", 255)
+    for key in ("created_at", "run_started_at", "updated_at"):
+        value = run.get(key)
+        field = f"workflow_run.{key}"
+        if isinstance(value, str) and len(value) > _MAX_TIMESTAMP_CHARS:
+            raise BadField(field, f"not an ISO-8601 time: {_shown(value)}")
+        try:
+            parse_timestamp(value, field=field)
+        except ValueError as exc:
+            raise BadField(field, str(exc).removeprefix(f"{field} ").removeprefix("is ")) from None
+
+
+def _check_check_run(action: str, payload: dict[str, Any]) -> None:
+    _check_repository(payload)
+    if action != "requested_action":
+        return
+    check = _dict(payload.get("check_run"))
+    _check_int(check, "id", "check_run.id", optional=True)
+    _check_str(check, "head_sha", "check_run.head_sha", 64)
+    _check_str(_dict(payload.get("sender")), "login", "sender.login", 255)
+
+
+def _check_installation(action: str, payload: dict[str, Any]) -> None:
+    _check_int(_dict(payload.get("installation")), "id", "installation.id", optional=True)
+
+
+def _check_repository(payload: dict[str, Any]) -> None:
+    repository = _dict(payload.get("repository"))
+    _check_str(repository, "full_name", "repository.full_name", 200)  # Repository.full_name
+    _check_str(repository, "default_branch", "repository.default_branch", 255)
+
+
+def _check_int(
+    data: dict[str, Any], key: str, field: str, *, most: int = MAX_ID, optional: bool = False
+) -> None:
+    value = data.get(key)
+    if value is None and optional:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= most:
+        raise BadField(field, f"must be an integer from 1 to {most:,}, not {_shown(value)}")
+
+
+def _check_str(data: dict[str, Any], key: str, field: str, most: int) -> None:
+    """An optional text field: absent, null, or a string of at most ``most`` characters."""
+    value = data.get(key)
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise BadField(field, f"must be a string, not {_shown(value)}")
+    if len(value) > most:
+        raise BadField(field, f"longer than {most} characters ({len(value):,})")
+
+
+def _shown(value: Any) -> str:
+    """A value for an error message: JSON, cut short (a hostile one may be huge)."""
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:40] + "…"
+
+
+_CHECKS: dict[str, Callable[[str, dict[str, Any]], None]] = {
+    "workflow_run": _check_workflow_run,
+    "check_run": _check_check_run,
+    "installation": _check_installation,
+    "installation_repositories": _check_installation,
+}
 
 
 # --- events -------------------------------------------------------------------
@@ -292,9 +406,14 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _refuse(status: int, reason: str, event: str, delivery_id: str) -> JsonResponse:
+def _refuse(
+    status: int, reason: str, event: str, delivery_id: str, *, field: str | None = None
+) -> JsonResponse:
     logger.warning(
         "webhook %s refused (%s): %s; delivery=%s",
         event[:64] or "-", status, reason, delivery_id[:64] or "-",
     )  # fmt: skip
-    return JsonResponse({"status": "refused", "error": reason}, status=status)
+    answer = {"status": "refused", "error": reason}
+    if field:
+        answer["field"] = field
+    return JsonResponse(answer, status=status)

@@ -1,8 +1,9 @@
 """Streaming, hardened reader of JUnit XML reports: pure Python, no Django.
 
 This package turns one JUnit/xUnit report (pytest, Surefire, jest, mocha, go, .NET,
-Bazel, PHPUnit and friends) into a stream of ``TestCaseRecord``s, one per
-``<testcase>`` wherever it sits, and into per-file counts. It is responsible for
+Bazel, PHPUnit and friends, under a ``<testsuites>``, ``<testsuite>`` or Eclipse's
+``<testrun>`` root) into a stream of ``TestCaseRecord``s, one per ``<testcase>``
+wherever it sits, and into per-file counts. It is responsible for
 refusing anything that is not a readable JUnit report with a ``JUnitError`` whose
 message a user can act on; for never loading a DTD, entity, XInclude or anything
 else from the file system or network (every DOCTYPE is refused before libxml2

@@ -28,7 +28,11 @@ from ingest.junit.hardening import (
 from ingest.junit.prolog import read_prolog
 from ingest.junit.records import FileSummary, Outcome, TestCaseRecord
 from ingest.junit.suites import label_from_properties, suite_context
-from ingest.junit.values import element_text, parse_seconds
+from ingest.junit.values import element_text, parse_seconds, trace_text
+
+# Roots read as JUnit: a <testsuites> collection, a lone <testsuite>, or the <testrun> of
+# Eclipse's JUnit export (suites nested in suites, as junit2html also reads them).
+JUNIT_ROOTS = frozenset({"testsuites", "testsuite", "testrun"})
 
 _MISSING: Any = object()  # Any: a cache miss, told apart by identity before use
 # Bounds the per-parse cache of time strings (a few hundred KB at most).
@@ -69,15 +73,15 @@ def _parse(stream: BinaryIO, max_chars: int) -> Iterator[TestCaseRecord]:
     head = chunks[0][:8]  # for error messages; the chunks go once replayed
     ns = root_tag[: root_tag.index("}") + 1] if root_tag.startswith("{") else ""
     local_root = root_tag[len(ns) :]
-    if local_root not in ("testsuites", "testsuite"):
+    if local_root not in JUNIT_ROOTS:
         raise JUnitError(f"not a JUnit report: root element is <{local_root}>")
+    # Eclipse's export (and what junit2html reads back) marks an @Ignore'd test with an
+    # attribute and no child: it was not run, so it is skipped, not passed.
+    eclipse = local_root == "testrun"
 
-    tc_tag, ts_tag, tss_tag, props_tag = (
-        ns + "testcase",
-        ns + "testsuite",
-        ns + "testsuites",
-        ns + "properties",
-    )
+    tc_tag, ts_tag, props_tag = ns + "testcase", ns + "testsuite", ns + "properties"
+    # Where a <properties> may carry a label: a suite, or the root that groups suites.
+    props_parents = (ts_tag, ns + "testsuites", ns + "testrun")
     failure_tag, error_tag, skipped_tag = ns + "failure", ns + "error", ns + "skipped"
     flaky_tags = (ns + "flakyFailure", ns + "flakyError")
     rerun_tags = (ns + "rerunFailure", ns + "rerunError")
@@ -176,8 +180,12 @@ def _parse(stream: BinaryIO, max_chars: int) -> Iterator[TestCaseRecord]:
                 name = get("name") or ""
 
                 if len(elem) == 0:
-                    rec = record(suite_name, classname, name, file, line, seconds, passed,
-                                 False, False, False, "", "", "", 0, 0, label)  # fmt: skip
+                    if eclipse and get("ignored") == "true":
+                        rec = record(suite_name, classname, name, file, line, seconds, skipped,
+                                     False, False, True, "", "", "", 0, 0, label)  # fmt: skip
+                    else:
+                        rec = record(suite_name, classname, name, file, line, seconds, passed,
+                                     False, False, False, "", "", "", 0, 0, label)  # fmt: skip
                 else:
                     failure = err = skip = None
                     flaky = reruns = 0
@@ -198,7 +206,8 @@ def _parse(stream: BinaryIO, max_chars: int) -> Iterator[TestCaseRecord]:
                             reruns += 1
                     cause = err if err is not None else failure
                     if cause is not None:
-                        body = element_text(cause)
+                        # Eclipse writes <expected> and <actual> ahead of the trace.
+                        body = trace_text(cause) if eclipse else element_text(cause)
                         message = cause.get("message") or body
                         rec = record(suite_name, classname, name, file, line, seconds,
                                      errored if err is not None else failed,
@@ -211,9 +220,10 @@ def _parse(stream: BinaryIO, max_chars: int) -> Iterator[TestCaseRecord]:
                                      False, False, True, message[:max_chars], "", "",
                                      flaky, reruns, label)  # fmt: skip
                     else:
-                        rec = record(suite_name, classname, name, file, line, seconds, passed,
-                                     False, False, False, "", "", "",
-                                     flaky, reruns, label)  # fmt: skip
+                        ignored = eclipse and get("ignored") == "true"
+                        rec = record(suite_name, classname, name, file, line, seconds,
+                                     skipped if ignored else passed, False, False, ignored,
+                                     "", "", "", flaky, reruns, label)  # fmt: skip
 
                 yield rec
 
@@ -224,7 +234,7 @@ def _parse(stream: BinaryIO, max_chars: int) -> Iterator[TestCaseRecord]:
 
             elif tag == props_tag:
                 parent = elem.getparent()
-                if parent is not None and parent.tag in (ts_tag, tss_tag):
+                if parent is not None and parent.tag in props_parents:
                     value = label_from_properties(elem)
                     if value:
                         labels[parent] = value

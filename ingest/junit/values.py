@@ -1,9 +1,10 @@
 """Reading a testcase's values as reporters actually write them.
 
-Two readers the parse loop calls per testcase: ``parse_seconds`` turns a ``time``
+Readers the parse loop calls per testcase: ``parse_seconds`` turns a ``time``
 attribute into seconds (or None when unusable), accepting the grouping and
 decimal-comma forms that ``float()`` refuses, and ``element_text`` gives the body
-of a ``<failure>``, ``<error>`` or ``<skipped>`` element, CDATA included.
+of a ``<failure>``, ``<error>`` or ``<skipped>`` element, CDATA included
+(``trace_text`` the same for Eclipse's, whose compared values are not the trace).
 """
 
 from __future__ import annotations
@@ -21,6 +22,22 @@ def element_text(elem: etree._Element) -> str:
     if len(elem):
         return "".join(elem.itertext()).strip()
     return (elem.text or "").strip()
+
+
+# Children of an Eclipse <failure>/<error> that hold the compared values, not the trace.
+_COMPARED_VALUES = frozenset({"expected", "actual"})
+
+
+def trace_text(elem: etree._Element) -> str:
+    """Like ``element_text``, without the <expected>/<actual> children Eclipse writes."""
+    if not len(elem):
+        return (elem.text or "").strip()
+    parts = [elem.text or ""]
+    for child in elem:
+        if etree.QName(child).localname not in _COMPARED_VALUES:
+            parts.extend(child.itertext())
+        parts.append(child.tail or "")
+    return "".join(parts).strip()
 
 
 def parse_seconds(raw: str) -> float | None:

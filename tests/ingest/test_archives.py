@@ -2,7 +2,8 @@
 
 Every archive is built in tmp_path while the test runs. Hostile archives are written byte
 by byte (the helpers below), because zipfile will not write lies; they stay small on disk
-however much they would inflate to.
+however much they would inflate to, and are built a compressed segment at a time, so the
+tests hold a few MiB whatever the bomb inflates to.
 """
 
 from __future__ import annotations
@@ -25,9 +26,12 @@ from ingest.archives import (
     ArchiveError,
     ArchiveLimits,
     ArchiveMember,
+    MemberRefused,
     is_junit_member,
     iter_junit_members,
+    unsafe_name_reason,
 )
+from ingest.junit import JUnitError
 
 MiB = 1 << 20
 JUNIT = b'<?xml version="1.0"?><testsuite name="s"><testcase name="t"/></testsuite>'
@@ -174,6 +178,44 @@ def zeros_bomb(path: Path, *, size: int, name: str = "bomb.xml") -> Path:
     return craft_zip(path, [Entry(name, plain=b"", payload=payload, crc=crc, usize=size)])
 
 
+BOMB_CASE = b'    <testcase classname="bomb.Boom" name="test_boom" time="0.001"/>\n'
+
+
+def junit_bomb_entry(
+    name: str = "reports/bomb.xml", *, mib: int = 512, padding: int = 3 * MiB, prefix: int = 0
+) -> Entry:
+    """A JUnit report of `mib` MiB of <testcase> lines that is a few MB compressed.
+
+    The report is valid XML with a true CRC and true sizes, so zipfile reads it whole. Its
+    body compresses about 1000:1, one 1 MiB segment compressed once and repeated (see
+    zeros_bomb); `padding` random bytes after the end of the deflate stream, which every
+    inflater ignores, make the member's compressed size a few MB: the ratio of the sizes it
+    declares stays under 200:1, so only a ratio measured on the bytes actually consumed
+    stops it early (the old cap, 200 x the compressed size, let all of it through).
+    `prefix` bytes of random hex in a comment, which compress about 2:1, come first: a
+    member that looks innocent for a while.
+    """
+    noise = random.Random(2).randbytes(prefix // 2).hex().encode()
+    head = b'<?xml version="1.0" encoding="utf-8"?>\n<testsuite name="bomb">\n'
+    head += b"<!--" + noise + b"-->\n" if prefix else b""
+    tail = b"</testsuite>\n"
+    segment = BOMB_CASE * (MiB // len(BOMB_CASE))
+
+    def part(data: bytes, mode: int) -> bytes:
+        compressor = zlib.compressobj(9 if len(data) <= MiB else 1, zlib.DEFLATED, -15)
+        return compressor.compress(data) + compressor.flush(mode)
+
+    crc = zlib.crc32(head)
+    for _ in range(mib):
+        crc = zlib.crc32(segment, crc)
+    crc = zlib.crc32(tail, crc)
+    body = part(segment, zlib.Z_FULL_FLUSH) * mib
+    payload = part(head, zlib.Z_FULL_FLUSH) + body + part(tail, zlib.Z_FINISH)
+    payload += random.Random(1).randbytes(padding)
+    size = len(head) + mib * len(segment) + len(tail)
+    return Entry(name, plain=b"", payload=payload, crc=crc, usize=size)
+
+
 def snapshot(root: Path) -> dict[str, int]:
     return {str(p.relative_to(root)): p.stat().st_size for p in sorted(root.rglob("*"))}
 
@@ -289,7 +331,7 @@ def test_stream_is_closed_when_iteration_moves_on(tmp_path: Path) -> None:
         ("TEST-a.xml", True),
         ("dir/sub/TEST-a.XML", True),
         ("dir\\windows\\TEST-a.xml", True),
-        ("../../etc/passwd.xml", True),  # a name, not a path: harmless as text
+        ("../../etc/passwd.xml", True),  # looks like a report: then refused for its name
         ("results.xml/", False),
         ("dir/", False),
         ("notes.txt", False),
@@ -320,29 +362,82 @@ def test_non_junit_members_are_never_opened(tmp_path: Path) -> None:
     assert read_members(path) == {"TEST.xml": JUNIT}
 
 
-def test_traversal_and_absolute_names_are_yielded_as_text_and_nothing_is_written(
+UNSAFE_NAMES = [
+    ("../../etc/passwd.xml", "climbs out of the archive"),
+    ("a/../../up.xml", "climbs out of the archive"),
+    ("..\\windows\\up.xml", "climbs out of the archive"),
+    ("/etc/absolute.xml", "absolute path"),
+    ("\\\\server\\share\\unc.xml", "absolute path"),
+    ("C:\\Windows\\drive.xml", "names a drive"),
+    ("C:/Windows/drive.xml", "names a drive"),
+    ("c:drive-relative.xml", "names a drive"),
+    ("report.xml\x00.sh", "control characters"),
+    ("reports/\x1b[2Jcleared.xml", "control characters"),
+    ("line\nbreak.xml", "control characters"),
+    ("del\x7f.xml", "control characters"),
+    ("trojan\u202elmx.xml", "control characters"),
+]
+
+
+@pytest.mark.parametrize(("name", "reason"), UNSAFE_NAMES)
+def test_unsafe_name_reason(name: str, reason: str) -> None:
+    assert reason in (unsafe_name_reason(name) or "")
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["TEST-a.xml", "dir/sub/TEST-a.xml", "dir\\win\\a.xml", "./a.xml", "a..b.xml", "テスト.xml"],
+)
+def test_ordinary_names_are_safe(name: str) -> None:
+    assert unsafe_name_reason(name) is None
+
+
+def test_unsafe_names_are_refused_alone_with_their_name_quoted_and_nothing_is_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    names = [
-        "../../etc/passwd.xml",
-        "/etc/absolute.xml",
-        "C:\\Windows\\drive.xml",
-        "a/../../up.xml",
-    ]
-    archive = tmp_path / "in" / "evil.zip"
-    archive.parent.mkdir()
-    with zipfile.ZipFile(archive, "w") as zf:
-        for i, name in enumerate(names):
-            zf.writestr(zipfile.ZipInfo(name), JUNIT + str(i).encode())
+    # Crafted, because zipfile itself would cut the NUL name short when writing it.
+    names = [name for name, _ in UNSAFE_NAMES]
+    (tmp_path / "in").mkdir()
+    archive = craft_zip(
+        tmp_path / "in" / "evil.zip",
+        [
+            Entry("good/first.xml"),
+            *(Entry(name, flags=0 if name.isascii() else 0x800) for name in names),
+            Entry("good/last.xml"),
+        ],
+    )
     cwd = tmp_path / "work" / "deep"  # "../../etc" from here lands inside tmp_path
     cwd.mkdir(parents=True)
     monkeypatch.chdir(cwd)
     before = snapshot(tmp_path)
 
-    got = read_members(archive)
+    read, refused = {}, {}
+    for member, stream in iter_junit_members(archive):
+        try:
+            read[member.name] = stream.read()
+        except MemberRefused as exc:
+            refused[member.name] = str(exc)
 
-    assert got == {name: JUNIT + str(i).encode() for i, name in enumerate(names)}
+    assert read == {"good/first.xml": JUNIT, "good/last.xml": JUNIT}
+    assert len(refused) == len(names)
+    for shown, message in refused.items():
+        # Names as text, with anything that could rewrite a terminal line escaped.
+        assert shown.isprintable() and message.isprintable()
+        assert message.startswith("member ") and " refused: it " in message
+    assert refused["line\\u000abreak.xml"].startswith('member "line\\nbreak.xml" refused')
+    assert refused["report.xml\\u0000.sh"] == (
+        'member "report.xml\\u0000.sh" refused: it holds control characters'
+    )
+    assert refused["trojan\\u202elmx.xml"].startswith('member "trojan\\u202elmx.xml" refused')
+    assert refused["../../etc/passwd.xml"] == (
+        "member \"../../etc/passwd.xml\" refused: it climbs out of the archive with '..'"
+    )
     assert snapshot(tmp_path) == before
+
+
+def test_refusal_of_a_member_is_also_a_report_error() -> None:
+    # What lets the store and parse_junit record it against the member and read on.
+    assert issubclass(MemberRefused, JUnitError) and issubclass(MemberRefused, ArchiveError)
 
 
 # --- structure refused before anything is yielded ---------------------------------------------
@@ -518,22 +613,95 @@ def test_undecodable_utf8_name_is_refused(tmp_path: Path) -> None:
 # --- caps enforced on produced bytes while reading -------------------------------------------
 
 
+def drain_refused(path: Path, **kwargs: object) -> tuple[MemberRefused, int, dict[str, bytes]]:
+    """Read every member; the one refusal, the bytes the refused member handed out, the rest."""
+    refusals, handed_out, read = [], 0, {}
+    for member, stream in iter_junit_members(path, **kwargs):
+        data = bytearray()
+        try:
+            while chunk := stream.read(64 * 1024):  # as the parser reads
+                data += chunk
+        except MemberRefused as exc:
+            refusals.append(exc)
+            handed_out += len(data)
+        else:
+            read[member.name] = bytes(data)
+    [refusal] = refusals
+    return refusal, handed_out, read
+
+
 @pytest.mark.timeout(120)
 def test_classic_bomb_is_refused_by_ratio_cap_with_bounded_memory(tmp_path: Path) -> None:
     path = zeros_bomb(tmp_path / "bomb.zip", size=2 << 30)  # 2 GiB of zeros, ~2 MiB file
     process = psutil.Process()
-    rss_before = peak = process.memory_info().rss
-    produced = 0
+    rss_before = process.memory_info().rss
 
-    with pytest.raises(ArchiveError, match=r'compression ratio of "bomb.xml" exceeds 200:1'):
+    refusal, handed_out, _ = drain_refused(path)
+
+    assert str(refusal).startswith('member "bomb.xml" refused: compression ratio over 200:1 (')
+    assert handed_out == 0
+    assert refusal.produced <= 2 * MiB  # the grace and one read past it, of 2 GiB
+    assert process.memory_info().rss - rss_before < 100 * MiB
+
+
+@pytest.mark.timeout(120)
+def test_testcase_bomb_with_a_large_compressed_size_is_refused_by_what_it_consumed(
+    tmp_path: Path,
+) -> None:
+    entry = junit_bomb_entry()  # 512 MiB of XML in a 3.5 MB member
+    path = craft_zip(tmp_path / "bomb.zip", [Entry("a.xml"), entry, Entry("z.xml")])
+    compressed = len(entry.payload or b"")
+    assert entry.usize and entry.usize < 200 * compressed  # its sizes look innocent
+
+    refusal, handed_out, read = drain_refused(path)
+
+    assert str(refusal).startswith(
+        'member "reports/bomb.xml" refused: compression ratio over 200:1 ('
+    )
+    assert handed_out == 0  # nothing of it reached the reader
+    assert refusal.produced <= 2 * MiB  # of 512 MiB
+    assert read == {"a.xml": JUNIT, "z.xml": JUNIT}  # the archive's other members are read
+
+
+@pytest.mark.timeout(120)
+def test_bomb_behind_an_innocent_prefix_is_refused_within_the_ratio_credit(
+    tmp_path: Path,
+) -> None:
+    # 8 MiB that compress 2:1 would earn a ratio over the member so far room for 800 MiB.
+    path = craft_zip(tmp_path / "bomb.zip", [junit_bomb_entry(mib=256, prefix=8 * MiB)])
+    limits = ArchiveLimits()
+
+    refusal, handed_out, _ = drain_refused(path, limits=limits)
+
+    assert "a stretch of it inflates more than 200:1" in str(refusal)
+    # The prefix, then at most the credit and the grace spent at the bomb's ~285:1.
+    credit = limits.ratio_credit_bytes + limits.ratio_grace_bytes
+    assert refusal.produced <= 8 * MiB + credit * 285 // 85 + MiB
+    assert handed_out <= refusal.produced - limits.ratio_grace_bytes
+    # Without the credit's cap, the whole 256 MiB would have gone through.
+    unbounded = ArchiveLimits(ratio_credit_bytes=1 << 40)
+    for _, stream in iter_junit_members(path, limits=unbounded):
+        assert drain(stream) > 256 * MiB
+
+
+def test_stdlib_zipfile_reads_the_testcase_bomb_whole(tmp_path: Path) -> None:
+    # The bomb above is a valid archive, not one zipfile would refuse by itself.
+    path = craft_zip(tmp_path / "bomb.zip", [junit_bomb_entry(mib=16)])
+    with zipfile.ZipFile(path) as zf, zf.open("reports/bomb.xml") as member:
+        assert drain(member) == zf.getinfo("reports/bomb.xml").file_size > 15 * MiB
+
+
+def test_member_within_the_hold_back_is_checked_whole_before_a_byte_is_handed_out(
+    tmp_path: Path,
+) -> None:
+    # A bad CRC is only known at the end; a small member is vetted whole first.
+    path = craft_zip(tmp_path / "a.zip", [Entry("a.xml", plain=JUNIT * 1000, crc=1)])
+    handed_out = 0
+    with pytest.raises(ArchiveError, match="Bad CRC-32"):
         for _, stream in iter_junit_members(path):
-            while data := stream.read(MiB):
-                produced += len(data)
-                peak = max(peak, process.memory_info().rss)
-
-    compressed = path.stat().st_size
-    assert produced <= 200 * compressed < 1 << 30
-    assert peak - rss_before < 100 * MiB
+            while data := stream.read(100):
+                handed_out += len(data)
+    assert handed_out == 0
 
 
 @pytest.mark.timeout(60)
@@ -543,7 +711,7 @@ def test_read_all_of_a_bomb_stops_at_the_member_cap(tmp_path: Path) -> None:
     process = psutil.Process()
     rss_before = process.memory_info().rss
 
-    with pytest.raises(ArchiveError, match=r'^member "bomb.xml" expands past 8 MiB$'):
+    with pytest.raises(MemberRefused, match=r'^member "bomb.xml" refused: it expands past 8 MiB$'):
         for _, stream in iter_junit_members(path, limits=limits):
             stream.read()
 
@@ -552,7 +720,7 @@ def test_read_all_of_a_bomb_stops_at_the_member_cap(tmp_path: Path) -> None:
 
 def test_refusal_is_sticky(tmp_path: Path) -> None:
     path = zeros_bomb(tmp_path / "bomb.zip", size=16 * MiB)
-    limits = ArchiveLimits(max_member_bytes=2 * MiB)
+    limits = ArchiveLimits(max_member_bytes=2 * MiB, max_ratio=10**9)
     for _, stream in iter_junit_members(path, limits=limits):
         with pytest.raises(ArchiveError):
             drain(stream)
@@ -565,7 +733,7 @@ def test_member_cap_counts_produced_bytes_when_declared_size_is_huge(tmp_path: P
     path = craft_zip(tmp_path / "a.zip", [Entry("a.xml", plain=plain, usize=0xFFFF_FFF0)])
     limits = ArchiveLimits(max_member_bytes=MiB, max_ratio=10**9)
 
-    with pytest.raises(ArchiveError, match=r'^member "a.xml" expands past 1 MiB$'):
+    with pytest.raises(MemberRefused, match=r'^member "a.xml" refused: it expands past 1 MiB$'):
         read_members(path, limits=limits)
 
 
@@ -622,7 +790,9 @@ def test_ratio_cap_honours_custom_values_and_grace(tmp_path: Path) -> None:
     plain = bytes(4 * MiB)  # ~1000:1
     path = craft_zip(tmp_path / "a.zip", [Entry("z.xml", plain=plain)])
 
-    with pytest.raises(ArchiveError, match=r'^compression ratio of "z.xml" exceeds 100:1$'):
+    with pytest.raises(
+        MemberRefused, match=r'^member "z.xml" refused: compression ratio over 100:1'
+    ):
         read_members(path, limits=ArchiveLimits(max_ratio=100))
     # Within the grace the ratio is not checked: small XML compresses extremely well.
     assert read_members(path, limits=ArchiveLimits(max_ratio=100, ratio_grace_bytes=8 * MiB))
@@ -653,6 +823,7 @@ def test_limits_defaults_and_validation() -> None:
         max_total_bytes=4 << 30,
         max_ratio=200,
         ratio_grace_bytes=MiB,
+        ratio_credit_bytes=16 * MiB,
     )
     with pytest.raises(ValueError, match="max_ratio"):
         ArchiveLimits(max_ratio=0)

@@ -17,6 +17,7 @@ from ingest.models import TestResult, WorkflowRun
 from tests.conftest import REPO_ROOT
 from tests.ingest import golden
 from tests.ingest.junit_samples import pytest_report, write, write_zip
+from tests.ingest.test_archives import Entry, craft_zip, junit_bomb_entry
 
 CASES = [("tests.test_a", "test_one", "passed"), ("tests.test_a", "test_two", "failed")]
 COUNT_KEYS = (
@@ -93,6 +94,49 @@ def test_parse_junit_json_lists_files_and_zip_members(tmp_path: Path) -> None:
     assert results[1]["tests"] == 2 and results[1]["error"] is None
     assert results[2]["error"] and results[2]["tests"] is None
     assert "archive refused" in results[3]["error"]
+
+
+def test_parse_junit_names_each_refused_member_and_reads_the_others(tmp_path: Path) -> None:
+    archive = craft_zip(
+        tmp_path / "x.zip",
+        [
+            Entry("../x.xml"),
+            Entry("/abs/x.xml"),
+            Entry("C:\\x.xml"),
+            Entry("C:/x.xml"),
+            Entry("nul.xml\x00.txt"),
+            Entry("esc\x1b]0;pwned\x07.xml"),
+            junit_bomb_entry("bomb.xml", mib=64),
+            Entry("ok.xml", plain=pytest_report(CASES)),
+        ],
+    )
+
+    out = io.StringIO()
+    with pytest.raises(SystemExit):
+        call_command("parse_junit", str(archive), "--json", stdout=out)
+
+    results = {r["path"].removeprefix(f"{archive}!"): r for r in json.loads(out.getvalue())}
+    assert results["ok.xml"]["tests"] == 2 and results["ok.xml"]["error"] is None
+    errors = {path: r["error"] for path, r in results.items() if path != "ok.xml"}
+    assert errors == {
+        "../x.xml": "member \"../x.xml\" refused: it climbs out of the archive with '..'",
+        "/abs/x.xml": 'member "/abs/x.xml" refused: it is an absolute path',
+        "C:\\x.xml": 'member "C:\\\\x.xml" refused: it names a drive',
+        "C:/x.xml": 'member "C:/x.xml" refused: it names a drive',
+        "nul.xml\\u0000.txt": 'member "nul.xml\\u0000.txt" refused: it holds control characters',
+        "esc\\u001b]0;pwned\\u0007.xml": (
+            'member "esc\\u001b]0;pwned\\u0007.xml" refused: it holds control characters'
+        ),
+        "bomb.xml": errors["bomb.xml"],
+    }
+    assert errors["bomb.xml"].startswith('member "bomb.xml" refused: compression ratio over 200:1')
+    assert all(results[path]["tests"] is None for path in errors)
+
+    # The text form prints the same names, escaped: nothing reaches the terminal raw.
+    out = io.StringIO()
+    with pytest.raises(SystemExit):
+        call_command("parse_junit", str(archive), stdout=out)
+    assert "\x1b" not in out.getvalue() and "\x00" not in out.getvalue()
 
 
 def test_parse_junit_agrees_with_the_fixture_goldens() -> None:

@@ -42,7 +42,7 @@ FIXTURES = golden.fixture_paths()
 DIALECTS = {
     "pytest", "surefire", "nextest", "jest", "go-junit-report", "gotestsum", "phpunit",
     "dotnet", "mocha", "bazel", "utf16", "latin1", "no-testsuites-root", "empty-suite",
-    "truncated",
+    "truncated", "eclipse-testrun",
 }  # fmt: skip
 
 
@@ -157,11 +157,15 @@ def test_golden_counts_agree_with_an_independent_count(fixture: Path) -> None:
 
     cases = [e for e in root.iter() if local(e) == "testcase"]
     children = [[local(child) for child in case] for case in cases]
+    # Eclipse's export marks a test it did not run with an attribute, not a child.
+    ignored = [local(root) == "testrun" and case.get("ignored") == "true" for case in cases]
     independent = {
         "tests": len(cases),
         "failures": sum("failure" in tags for tags in children),
         "errors": sum("error" in tags for tags in children),
-        "skipped": sum("skipped" in tags for tags in children),
+        "skipped": sum(
+            "skipped" in tags or out for tags, out in zip(children, ignored, strict=True)
+        ),
         "flaky_reruns": sum(
             tags.count("flakyFailure") + tags.count("flakyError") for tags in children
         ),
@@ -308,6 +312,47 @@ def test_suite_is_the_innermost_enclosing_testsuite() -> None:
         </testsuites>"""
     )
     assert [(r.name, r.suite) for r in records] == [("a", "inner"), ("b", "outer"), ("c", "")]
+
+
+def test_testrun_root_counts_every_testcase_once_however_suites_nest() -> None:
+    records = _records(
+        """<testrun name="all">
+             <testcase classname="top" name="loose"/>
+             <testsuite name="outer">
+               <testcase classname="outer" name="a"/>
+               <testsuite name="inner">
+                 <testcase classname="inner" name="b"><failure>boom</failure></testcase>
+                 <testsuite name="innermost"><testcase classname="deep" name="c"/></testsuite>
+               </testsuite>
+               <testcase classname="outer" name="d" ignored="true"/>
+             </testsuite>
+             <testsuite name="second"><testcase classname="second" name="e"/></testsuite>
+           </testrun>"""
+    )
+
+    assert [(r.suite, r.name, r.outcome) for r in records] == [
+        ("", "loose", Outcome.PASSED),
+        ("outer", "a", Outcome.PASSED),
+        ("inner", "b", Outcome.FAILED),
+        ("innermost", "c", Outcome.PASSED),
+        ("outer", "d", Outcome.SKIPPED),
+        ("second", "e", Outcome.PASSED),
+    ]
+    assert records[2].message == "boom"
+
+
+def test_ignored_attribute_skips_only_in_an_eclipse_testrun() -> None:
+    # Elsewhere the corpus definitions count <skipped> children only.
+    case = '<testcase name="t" ignored="true"/>'
+    assert _one(f"<testsuite>{case}</testsuite>").outcome is Outcome.PASSED
+    assert _one(f"<testrun>{case}</testrun>").outcome is Outcome.SKIPPED
+    assert _one(f"<testrun><testsuite>{case}</testsuite></testrun>").has_skipped
+
+
+def test_namespaced_testrun_is_read() -> None:
+    record = _one('<r:testrun xmlns:r="urn:x"><r:testsuite name="s"><r:testcase name="t"/>'
+                  "</r:testsuite></r:testrun>")  # fmt: skip
+    assert (record.suite, record.name) == ("s", "t")
 
 
 def test_duplicate_testcases_are_separate_records() -> None:

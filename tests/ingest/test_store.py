@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,6 +15,7 @@ from ingest.models import TestCase, TestResult, WorkflowRun
 from ingest.runs import RunFile, RunInfo
 from ingest.store import store_run
 from tests.ingest.junit_samples import pytest_report, write, write_zip
+from tests.ingest.test_archives import UNSAFE_NAMES, Entry, MiB, craft_zip, junit_bomb_entry
 
 RUN = RunInfo(
     repo="acme/shop",
@@ -184,6 +186,69 @@ def test_zip_artifact_members_are_stored_and_a_bad_member_is_named(tmp_path: Pat
     assert outcome.results_stored == 2
     assert [f["path"] for f in outcome.files_refused] == ["junit-linux.zip!reports/broken.xml"]
     assert set(TestResult.objects.values_list("job", flat=True)) == {"linux"}
+
+
+@pytest.mark.django_db
+@pytest.mark.timeout(120)
+def test_bomb_member_is_refused_before_anything_is_stored_and_the_rest_of_its_zip_kept(
+    tmp_path: Path,
+) -> None:
+    bomb = junit_bomb_entry("reports/bomb.xml")  # 512 MiB of <testcase>s in 3.5 MB
+    archive = craft_zip(
+        tmp_path / "art.zip",
+        [
+            Entry("reports/unit.xml", plain=pytest_report(CASES[:2])),
+            bomb,
+            Entry("reports/more.xml", plain=pytest_report(CASES[2:])),
+        ],
+    )
+
+    outcome = store_run(run=RUN, files=[RunFile(path=archive, display="art.zip", label="linux")])
+
+    [refused] = outcome.files_refused
+    assert refused["path"] == "art.zip!reports/bomb.xml"
+    assert refused["error"].startswith(
+        'member "reports/bomb.xml" refused: compression ratio over 200:1 ('
+    )
+    produced = int(re.search(r"\(([\d,]+) bytes from", refused["error"])[1].replace(",", ""))
+    assert produced <= 2 * MiB  # inflated before the refusal, of 512 MiB
+    # The other members are stored; of the bomb, not even its test's identity reached
+    # PostgreSQL: the parser never saw a byte of it, so no row was written and taken back.
+    assert outcome.results_stored == 4 and outcome.files_stored == 2
+    run = WorkflowRun.objects.get()
+    assert (run.results_count, run.files_count, run.file_errors) == (4, 2, [refused])
+    assert TestResult.objects.count() == 4
+    assert not TestCase.objects.filter(classname="bomb.Boom").exists()
+
+
+@pytest.mark.django_db
+def test_members_with_unsafe_names_are_refused_alone_and_named(tmp_path: Path) -> None:
+    names = [name for name, _ in UNSAFE_NAMES]
+    archive = craft_zip(
+        tmp_path / "evil.zip",
+        [
+            *(
+                Entry(name, plain=pytest_report([("evil", f"t{i}", "passed")]), flags=0x800)
+                for i, name in enumerate(names)
+            ),
+            Entry("good.xml", plain=pytest_report(CASES)),
+        ],
+    )
+
+    outcome = store_run(run=RUN, files=[RunFile(path=archive, display="evil.zip")])
+
+    assert outcome.results_stored == 4
+    assert len(outcome.files_refused) == len(names)
+    paths = {entry["path"]: entry["error"] for entry in outcome.files_refused}
+    assert paths["evil.zip!../../etc/passwd.xml"] == (
+        "member \"../../etc/passwd.xml\" refused: it climbs out of the archive with '..'"
+    )
+    assert paths["evil.zip!report.xml\\u0000.sh"] == (
+        'member "report.xml\\u0000.sh" refused: it holds control characters'
+    )
+    assert all(path.isprintable() and error.isprintable() for path, error in paths.items())
+    assert WorkflowRun.objects.get().file_errors == outcome.files_refused
+    assert not TestCase.objects.filter(classname="evil").exists()
 
 
 @pytest.mark.django_db

@@ -25,7 +25,7 @@ from ingest.models import Repository, TestCase
 from jobs.models import Job, JobKind
 from polling.models import CheckRun, GitHubSettings, WebhookDelivery
 from polling.repositories import UNINSTALLED, add_repository
-from polling.webhooks import github_webhook, webhook_secrets
+from polling.webhooks import MAX_RUN_ATTEMPT, github_webhook, webhook_secrets
 from tests.factories import RepositoryFactory
 
 URL = "/webhooks/github"
@@ -388,6 +388,152 @@ def test_workflow_run_with_a_malformed_run_is_a_bad_request(client: Client) -> N
 
     assert response.status_code == 400
     assert not WebhookDelivery.objects.exists()
+
+
+def with_run_field(key: str, value: Any) -> dict:
+    payload = workflow_run()
+    if value is ABSENT:
+        del payload["workflow_run"][key]
+    else:
+        payload["workflow_run"][key] = value
+    return payload
+
+
+ABSENT = object()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("id", "x"),
+        ("id", True),
+        ("id", 0),
+        ("id", -812),
+        ("id", 812.0),
+        ("id", 2**63),
+        ("id", None),
+        ("run_attempt", "x"),
+        ("run_attempt", 0),
+        ("run_attempt", MAX_RUN_ATTEMPT + 1),
+        ("run_attempt", 100_000),
+        ("run_attempt", [2]),
+        ("head_sha", "x"),
+        ("head_sha", "g" * 40),
+        ("head_sha", "a" * 41),
+        ("head_sha", 1234),
+        ("head_sha", ABSENT),
+        ("head_branch", "b" * 256),
+        ("head_branch", {"name": "main"}),
+        ("event", "e" * 41),
+        ("name", "n" * 256),
+        ("created_at", "yesterday"),
+        ("run_started_at", "2026-09-01T10:00:05"),  # no zone
+        ("updated_at", 1_788_000_000),
+        ("updated_at", "2" * 10_000),
+    ],
+)
+def test_workflow_run_with_a_bad_field_is_refused_naming_it_and_records_nothing(
+    client: Client, dispatched: list[int], field: str, value: Any
+) -> None:
+    RepositoryFactory(full_name=REPO)
+
+    response = deliver(client, "workflow_run", with_run_field(field, value))
+
+    assert response.status_code == 400
+    body = response.json()
+    assert body["status"] == "refused"
+    assert body["field"] == f"workflow_run.{field}"
+    assert body["error"].startswith(f"workflow_run.{field}: ")
+    assert len(body["error"]) < 200  # the value is shown cut short, whatever its size
+    assert not WebhookDelivery.objects.exists()
+    assert not Job.objects.exists() and dispatched == []
+
+
+@pytest.mark.django_db
+def test_a_hundred_thousand_attempts_are_refused_before_any_query(client: Client) -> None:
+    # Once answered by one ingest job per earlier attempt, 93,303 inserts in one request.
+    RepositoryFactory(full_name=REPO)
+
+    with CaptureQueriesContext(connection) as captured:
+        response = deliver(client, "workflow_run", workflow_run(812, 100_000))
+
+    assert response.status_code == 400
+    assert response.json()["error"] == (
+        "workflow_run.run_attempt: must be an integer from 1 to 100, not 100000"
+    )
+    assert len(captured.captured_queries) == 0
+    assert not Job.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_highest_attempt_allowed_queues_one_job_per_attempt(client: Client) -> None:
+    RepositoryFactory(full_name=REPO)
+
+    response = deliver(client, "workflow_run", workflow_run(812, MAX_RUN_ATTEMPT))
+
+    assert response.status_code == 200
+    assert Job.objects.filter(kind=JobKind.INGEST_RUN).count() == MAX_RUN_ATTEMPT
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("head_branch", None), ("event", None), ("name", None), ("created_at", None),
+     ("run_attempt", ABSENT), ("head_sha", "A1B2C3D4E5F6" + "0" * 28), ("id", 2**63 - 1)],
+)  # fmt: skip
+def test_fields_github_may_leave_empty_are_accepted(client: Client, field: str, value: Any) -> None:
+    RepositoryFactory(full_name=REPO)
+
+    response = deliver(client, "workflow_run", with_run_field(field, value))
+
+    assert response.status_code == 200, response.content
+    assert Job.objects.filter(kind=JobKind.INGEST_RUN).count() == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("event", "payload", "field"),
+    [
+        ("workflow_run", workflow_run(repo="a" * 201), "repository.full_name"),
+        ("workflow_run", workflow_run(repository={"full_name": 7}), "repository.full_name"),
+        ("workflow_run", workflow_run(installation={"id": "4242"}), "installation.id"),
+        ("workflow_run", workflow_run(installation={"id": 2**64}), "installation.id"),
+        ("installation", {"action": "created", "installation": {"id": -1}}, "installation.id"),
+        (
+            "check_run",
+            {
+                "action": "requested_action",
+                "requested_action": {"identifier": "quarantine"},
+                "check_run": {"id": 2**70, "head_sha": "d" * 40},
+                "repository": {"full_name": REPO},
+            },
+            "check_run.id",
+        ),
+    ],
+)
+def test_other_bad_fields_are_refused_naming_them(
+    client: Client, event: str, payload: dict, field: str
+) -> None:
+    RepositoryFactory(full_name=REPO)
+
+    response = deliver(client, event, payload)
+
+    assert response.status_code == 400
+    assert response.json()["field"] == field
+    assert not WebhookDelivery.objects.exists()
+    assert not Job.objects.exists()
+
+
+@pytest.mark.django_db
+def test_fields_of_an_ignored_workflow_run_action_are_not_read(client: Client) -> None:
+    RepositoryFactory(full_name=REPO)
+    payload = workflow_run(action="requested")
+    payload["workflow_run"]["run_attempt"] = "not read"
+
+    response = deliver(client, "workflow_run", payload)
+
+    assert response.json()["status"] == "ignored"
 
 
 @pytest.mark.django_db

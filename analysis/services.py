@@ -64,6 +64,10 @@ def scoring_settings_for(repository: Repository) -> ScoringSettings:
 # --- runs-analyze -----------------------------------------------------------
 
 
+# Tests per batch when a run is applied one test at a time (SQLite, or bulk=False).
+ONE_BY_ONE_BATCH_TESTS = 10_000
+
+
 def analyze_run_job(job: Job) -> dict[str, Any]:
     """Job body of ``analyze_run``."""
     try:
@@ -120,7 +124,12 @@ def analyze_run(
         return {"analyzed": True, "run_pk": run_pk, "recomputed": summary}
     repository = run.repository
     use_bulk = bulk if bulk is not None else connection.vendor == "postgresql"
-    bounds = _batch_bounds(run, batch_tests or django_settings.FLAKEGUARD_ANALYZE_BATCH_TESTS)
+    batch_tests = batch_tests or django_settings.FLAKEGUARD_ANALYZE_BATCH_TESTS
+    if not use_bulk:
+        # One by one, every test of a batch is loaded with its score: smaller
+        # batches keep a run of a million tests in a few hundred MB.
+        batch_tests = min(batch_tests, ONE_BY_ONE_BATCH_TESTS)
+    bounds = _batch_bounds(run, batch_tests)
     totals = _BatchCounts()
     applied = 0
     for number, upto in enumerate(bounds, start=1):

@@ -25,10 +25,17 @@ PRODUCTION = {
 }
 
 
-def django(code: str, **env: str) -> subprocess.CompletedProcess:
-    clean = {
-        k: v for k, v in os.environ.items() if k not in PRODUCTION and not k.startswith("SECURE_")
+def outside_env() -> dict[str, str]:
+    """The environment without the suite's own settings (the browser tests' async switch too)."""
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if k not in PRODUCTION and not k.startswith("SECURE_") and k != "DJANGO_ALLOW_ASYNC_UNSAFE"
     }
+
+
+def django(code: str, **env: str) -> subprocess.CompletedProcess:
+    clean = outside_env()
     return subprocess.run(
         [sys.executable, "-c", f"import django; django.setup(); {code}"],
         cwd=REPO_ROOT,
@@ -40,9 +47,7 @@ def django(code: str, **env: str) -> subprocess.CompletedProcess:
 
 
 def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
-    clean = {
-        k: v for k, v in os.environ.items() if k not in PRODUCTION and not k.startswith("SECURE_")
-    }
+    clean = outside_env()
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=REPO_ROOT, env={**clean, **env}, capture_output=True, text=True, timeout=60,

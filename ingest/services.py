@@ -12,6 +12,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
+from ingest.models import WorkflowRun
 from ingest.runs import RunFile, RunInfo
 from ingest.store import store_run
 from jobs.dispatch import defer_eager_dispatch, enqueue_job
@@ -57,8 +58,35 @@ def register_file_source(name: str, fetch: FileSource) -> None:
 
 
 def ingest_run_job(job: Job) -> dict[str, Any]:
-    """Job body of ``ingest_run``: store the run attempt described by the payload."""
-    return ingest_run_payload(job.payload)
+    """Job body of ``ingest_run``: store the run attempt described by the payload.
+
+    A retry that finds its run stored is the same import: an earlier attempt
+    committed the run and was lost before its job was marked done (a worker
+    killed, the database gone between the two commits). It reports what that
+    attempt stored, so the command waiting on it counts the run as imported.
+    """
+    result = ingest_run_payload(job.payload)
+    if result["imported"] or job.attempts <= 1:
+        return result
+    run = RunInfo.from_json(job.payload["run"])
+    stored = (
+        WorkflowRun.objects.filter(
+            repository__full_name=run.repo, run_id=run.run_id, run_attempt=run.run_attempt
+        )
+        .values("pk", "results_count", "files_count", "file_errors")
+        .first()
+    )
+    if stored is None:
+        return result
+    return {
+        **result,
+        "imported": True,
+        "run_pk": stored["pk"],
+        "results_stored": stored["results_count"],
+        "files_stored": stored["files_count"],
+        "files_refused": stored["file_errors"],
+        "stored_by_an_earlier_attempt": True,
+    }
 
 
 def ingest_run_payload(payload: dict[str, Any]) -> dict[str, Any]:

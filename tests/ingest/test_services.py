@@ -65,3 +65,38 @@ def test_import_summary_counts_imported_skipped_and_refused(tmp_path: Path, eage
     assert first.files_refused == [{"path": "bad.xml", "error": first.files_refused[0]["error"]}]
     assert "root element is <html>" in first.files_refused[0]["error"]
     assert (again.runs_imported, again.runs_skipped, again.results_stored) == (1, 1, 2)
+
+
+@pytest.mark.django_db
+def test_a_retry_that_finds_its_run_stored_reports_the_import_its_first_attempt_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.utils import timezone
+
+    from ingest.store import store_run
+    from jobs.registry import job_type
+    from jobs.runner import run_job
+
+    monkeypatch.setattr("jobs.dispatch.dispatch", lambda job_id, kind: None)
+    report = write(tmp_path / "junit.xml", pytest_report([("tests.t", "test_a", "passed")] * 3))
+    run = RunInfo(
+        repo="acme/shop",
+        run_id=77,
+        run_attempt=1,
+        sha="a" * 40,
+        started_at=datetime(2026, 9, 1, tzinfo=UTC),
+    )
+    job, _ = enqueue_run_import(run=run, files=[RunFile(path=report)])
+    # The first attempt committed the run, then its worker died before marking the job.
+    store_run(run=run, files=[RunFile(path=report)])
+    Job.objects.filter(pk=job.pk).update(
+        state=JobState.RUNNING, attempts=1, lease_expires_at=timezone.now()
+    )
+
+    run_job(job.pk, job_type(JobKind.INGEST_RUN).service)
+
+    job.refresh_from_db()
+    assert job.state == JobState.SUCCEEDED and job.attempts == 2
+    assert job.result["imported"] is True and job.result["stored_by_an_earlier_attempt"]
+    assert job.result["results_stored"] == 3
+    assert TestResult.objects.count() == 3  # stored once

@@ -62,7 +62,14 @@ def fetch_github_run(
     pattern = github.artifact_pattern if github else "*"
     try:
         client = client_for(installation_id=repository.installation_id)
-        starts = _attempt_starts(client, run, int(payload.get("latest_attempt") or run.run_attempt))
+        # The run may have been re-run since this job was queued (its import
+        # delayed by an outage): the attempts known now tell whose artifacts are whose.
+        current, _ = client.workflow_run(run.repo, run.run_id)
+        latest = max(
+            int(payload.get("latest_attempt") or run.run_attempt),
+            int((current or {}).get("run_attempt") or 1),
+        )
+        starts = _attempt_starts(client, run, latest)
         artifacts = [
             a
             for a in _of_attempt(

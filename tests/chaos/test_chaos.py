@@ -36,6 +36,7 @@ import psutil
 import pytest
 import requests
 from django.db import close_old_connections, connection
+from django.utils import timezone
 
 from analysis.models import TestScore
 from ingest.models import TestResult, WorkflowRun
@@ -320,7 +321,24 @@ def test_nothing_is_lost_or_duplicated_whatever_breaks(
                 close_old_connections()
                 return False
 
-        wait_for(drained, timeout=300, what="the system to drain")
+        try:
+            wait_for(drained, timeout=300, what="the system to drain")
+        except AssertionError:
+            import redis as redis_client
+
+            client = redis_client.Redis.from_url(broker.url)
+            log.say(
+                f"queues: { {q: client.llen(q) for q in ('runs-ingest', 'runs-analyze', 'polling')} }"
+                f", unacked {client.hlen('unacked')}"
+            )
+            for job in Job.objects.exclude(state__in=[JobState.SUCCEEDED, JobState.DEAD]):
+                log.say(
+                    f"stuck: job {job.pk} {job.kind} {job.state} attempts {job.attempts} "
+                    f"due {job.next_attempt_at:%H:%M:%S} dispatched {job.dispatched_at} "
+                    f"lease {job.lease_expires_at} now {timezone.now():%H:%M:%S} "
+                    f"error {job.last_error[-300:]!r}"
+                )
+            raise
         drain_seconds = time.monotonic() - last_fault
 
     stored = set(WorkflowRun.objects.values_list("run_id", "run_attempt"))
@@ -330,6 +348,19 @@ def test_nothing_is_lost_or_duplicated_whatever_breaks(
             " LEFT JOIN ingest_testresult r ON r.run_id = w.id GROUP BY w.run_id, w.run_attempt"
         )
         per_run = {(run_id, attempt): n for run_id, attempt, n in cursor.fetchall()}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT w.run_id, w.run_attempt, r.job, COUNT(*), w.file_errors::text"
+            " FROM ingest_workflowrun w JOIN ingest_testresult r ON r.run_id = w.id"
+            " GROUP BY w.run_id, w.run_attempt, r.job, w.file_errors::text"
+        )
+        by_job = cursor.fetchall()
+    odd = {key for key, n in per_run.items() if n != TESTS}
+    for run_id, attempt, job_label, n, errors in by_job:
+        if (run_id, attempt) in odd:
+            log.say(f"run {run_id} attempt {attempt}: {n} results from {job_label!r}; {errors}")
+    for key in sorted(odd):
+        log.say(f"run {key}: {per_run[key]} results")
     duplicated = sum(1 for n in per_run.values() if n > TESTS)
     short = sum(1 for n in per_run.values() if n < TESTS)
     dead = list(Job.objects.filter(state=JobState.DEAD).values_list("kind", "last_error"))

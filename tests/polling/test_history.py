@@ -203,7 +203,9 @@ def test_a_run_seen_in_progress_by_the_backfill_is_followed_until_it_completes(
     assert (run.run_id, run.run_attempt, run.results_count) == (nightly["id"], 1, 2)
     assert not FollowedRun.objects.exists()
     call_command("poll_github", "--once", stdout=io.StringIO())
-    assert len(github.requests_to(rf"/actions/runs/{nightly['id']}$")) == 3  # no more asking
+    # Two follow-ups, the one that saw it complete, and the import's own look at
+    # its current attempt; no more asking once it is stored.
+    assert len(github.requests_to(rf"/actions/runs/{nightly['id']}$")) == 4
 
 
 @pytest.mark.django_db(transaction=True)
@@ -306,3 +308,23 @@ def deliver(payload: dict[str, Any], *, event: str):
             "X-Hub-Signature-256": signature,
         },
     )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_attempt_imported_after_its_re_run_takes_only_its_own_artifacts(
+    github: FakeGitHub,
+) -> None:
+    from ingest.services import ingest_run_payload
+    from polling.discovery import run_info_from_github
+
+    add_repository(full_name=REPO, backfill=False)
+    first = add_attempt(github, NOW - timedelta(hours=2), pay="failed")
+    info = run_info_from_github(REPO, dict(first), attempt=1)  # as its webhook said: attempt 1
+    # Its import is delayed (an outage) until after the run was re-run.
+    add_attempt(github, NOW - timedelta(hours=1), run_id=first["id"], attempt=2)
+
+    result = ingest_run_payload({"run": info.to_json(), "source": "github", "latest_attempt": 1})
+
+    assert result["imported"] and result["results_stored"] == 2  # not attempt 2's as well
+    run = WorkflowRun.objects.get(run_attempt=1)
+    assert run.results_count == 2

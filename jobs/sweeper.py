@@ -75,7 +75,8 @@ def sweep_jobs(*, now: datetime | None = None, limit: int = 500) -> int:
         )
         for job in expired:
             if (
-                job.dispatched_at is not None
+                not lost_messages
+                and job.dispatched_at is not None
                 and job.lease_expires_at is not None
                 and job.dispatched_at > job.lease_expires_at
                 and job.dispatched_at > stale

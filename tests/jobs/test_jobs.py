@@ -863,6 +863,20 @@ def test_sweep_redispatches_a_running_job_whose_lease_expired(job_settings, brok
 
 
 @pytest.mark.django_db
+def test_a_broker_restart_resends_an_expired_lease_job_sent_just_before(job_settings, broker):
+    from django.core.cache import cache
+
+    now = timezone.now()
+    job = _job_with_expired_lease(now, attempts=1)
+    assert sweep_jobs(now=now) == 1
+    broker.flushdb()  # the restart: the message and the sweeper's note are gone
+    cache.delete("sweeper:broker-run-id")
+
+    assert sweep_jobs(now=now + timedelta(seconds=30)) == 1
+    assert queued_job_ids(broker) == [job.pk]
+
+
+@pytest.mark.django_db
 def test_sweep_does_not_resend_an_expired_lease_job_it_just_sent(job_settings, broker):
     now = timezone.now()
     job = _job_with_expired_lease(now, attempts=1)

@@ -7,6 +7,8 @@ A message must never be consumed without its job going somewhere:
   so a dead worker's job runs again within a lease, not after the sweeper's
   much longer wait. A live holder renews its lease and the recheck finds it
   still running and stops (one recheck per delivery, never a chain);
+- the job is due but its row was locked at the claim (the sweeper's scan): it
+  is tried again a second later, and then left marked for the sweeper;
 - the database is away (a restart, a failover): the message goes back to its
   queue after a short pause instead of being acknowledged with nothing done;
 - the job went DEAD: the task fails, so Celery and Flower show a failed task.
@@ -52,20 +54,38 @@ def run_delivered(
     if outcome == Outcome.DEAD:
         # The job table holds the error; this makes Flower show a failed task.
         raise JobFailed(f"job {job_id} ({kind}) is dead; see its last_error")
-    if outcome == Outcome.SKIPPED and not recheck:
-        _recheck_when_lease_ends(task, job_id, kind)
+    if outcome == Outcome.SKIPPED:
+        _leave_nothing_behind(task, job_id, kind, recheck=recheck)
 
 
-def _recheck_when_lease_ends(task: Task, job_id: int, kind: str) -> None:
-    lease = (
-        Job.objects.filter(pk=job_id, state=JobState.RUNNING)
-        .values_list("lease_expires_at", flat=True)
+def _leave_nothing_behind(task: Task, job_id: int, kind: str, *, recheck: bool) -> None:
+    """A delivery that could not claim its job: make sure a later one will."""
+    row = (
+        Job.objects.filter(pk=job_id)
+        .values_list("state", "lease_expires_at", "next_attempt_at")
         .first()
     )
-    if lease is None:
-        return  # done, or pending and not due: nothing waits on this message
-    wait = max(0.0, (lease - timezone.now()).total_seconds()) + 1
+    if row is None:
+        return
+    state, lease, due = row
+    now = timezone.now()
+    if state == JobState.RUNNING and lease is not None and not recheck:
+        # Held by another claim: look again when its lease runs out.
+        _send_again(task, job_id, kind, max(0.0, (lease - now).total_seconds()) + 1)
+        logger.info("job %s: held by another claim; checking again when its lease ends", job_id)
+    elif state == JobState.PENDING and due <= now:
+        # Due but locked at the claim (the sweeper's scan holds due rows for an
+        # instant): try again in a second, then leave it to the sweeper's next pass.
+        if not recheck:
+            _send_again(task, job_id, kind, 1.0)
+        else:
+            Job.objects.filter(pk=job_id, state=JobState.PENDING).update(dispatched_at=None)
+
+
+def _send_again(task: Task, job_id: int, kind: str, countdown: float) -> None:
     task.apply_async(
-        args=[job_id], kwargs={"recheck": True}, countdown=wait, queue=job_type(kind).queue.value
+        args=[job_id],
+        kwargs={"recheck": True},
+        countdown=countdown,
+        queue=job_type(kind).queue.value,
     )
-    logger.info("job %s: held by another claim; checking again in %.0fs", job_id, wait)

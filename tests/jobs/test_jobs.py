@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
+import psycopg
 import pytest
 import redis
 from django.db import OperationalError, connection, transaction
@@ -936,3 +937,46 @@ def test_drain_runs_every_due_job_once_and_leaves_the_rest(scripted_kind):
     assert (failing.state, failing.attempts) == (JobState.PENDING, 1)  # its retry is not due yet
     assert states[later.pk] == JobState.PENDING
     assert drain_jobs() == 0
+
+
+class _Delivery:
+    """What run_delivered needs of a Celery task: its request, and where a resend goes."""
+
+    def __init__(self) -> None:
+        self.request = type("Request", (), {"is_eager": False})()
+        self.sent: list[dict] = []
+
+    def apply_async(self, **options: Any) -> None:
+        self.sent.append(options)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_delivery_that_finds_its_due_job_locked_sends_it_again_then_leaves_it_to_the_sweeper(
+    job_settings, scripted_kind
+):
+    from jobs.delivery import run_delivered
+
+    job = JobFactory(kind=scripted_kind)
+    delivery = _Delivery()
+    params = connection.get_connection_params()
+    dsn = psycopg.conninfo.make_conninfo(
+        **{k: v for k, v in params.items() if k in ("host", "port", "user", "dbname", "password")}
+    )
+    with psycopg.connect(dsn, autocommit=False) as other:
+        # The sweeper's scan holds the due row for an instant: the claim skips it.
+        other.execute(f"SELECT id FROM {Job._meta.db_table} WHERE id = %s FOR UPDATE", [job.pk])
+        run_delivered(delivery, job.pk, lambda j: {}, kind=scripted_kind)
+        # The resend finds it locked too; its mark for the sweeper waits for the lock.
+        recheck = threading.Thread(
+            target=run_delivered,
+            args=(delivery, job.pk, lambda j: {}),
+            kwargs={"kind": scripted_kind, "recheck": True},
+        )
+        recheck.start()
+        time.sleep(0.5)
+        other.commit()
+        recheck.join(timeout=30)
+
+    assert [(o["kwargs"], o["countdown"]) for o in delivery.sent] == [({"recheck": True}, 1.0)]
+    job.refresh_from_db()
+    assert job.state == JobState.PENDING and job.dispatched_at is None  # the sweeper's next pass

@@ -20,11 +20,10 @@ from typing import Any
 import structlog
 from django.http import HttpRequest, HttpResponse
 
+from flakeguard.probes import PROBE_PATHS
 from jobs.context import bind, clear, new_correlation_id, safe_id
 
 request_log = logging.getLogger("flakeguard.request")
-# Probes and scrapes every few seconds would drown the lines people look for.
-_QUIET_PATHS = frozenset({"/health", "/health/live", "/health/ready", "/metrics"})
 
 
 def formatter(fmt: str) -> dict[str, Any]:
@@ -75,7 +74,7 @@ class CorrelationIdMiddleware:
         started = time.perf_counter()
         try:
             response = self.get_response(request)
-            if request.path not in _QUIET_PATHS:
+            if request.path not in PROBE_PATHS:  # probes and scrapes would drown the rest
                 # The access log, in the same format and with the same id.
                 request_log.info(
                     "%s %s %s",

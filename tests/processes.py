@@ -219,3 +219,23 @@ def restart_postgresql() -> None:
         [*run_as, pg_ctl, "-D", data_dir, "-l", log, "-m", "immediate", "-w", "-t", "60", "restart"],
         check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=90,
     )  # fmt: skip
+
+
+def scored_vs_stored() -> tuple[dict[int, tuple[int, int]], dict[int, tuple[int, int]]]:
+    """(results, failures) per test: as scored, and as counted from the analyzed runs' rows."""
+    from analysis.models import TestScore
+
+    scored = {
+        test_pk: (results, failures)
+        for test_pk, results, failures in TestScore.objects.values_list(
+            "test_id", "results", "failures"
+        )
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT r.test_id, COUNT(*), COUNT(*) FILTER (WHERE r.outcome IN ('failed', 'error'))"
+            " FROM ingest_testresult r JOIN ingest_workflowrun w ON w.id = r.run_id"
+            " WHERE w.analyzed_at IS NOT NULL GROUP BY r.test_id"
+        )
+        stored = {test_pk: (results, failures) for test_pk, results, failures in cursor.fetchall()}
+    return scored, stored

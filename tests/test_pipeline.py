@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 import redis
 from django.core.management import call_command
-from django.db import connection
 from django.utils import timezone
 
 from analysis.models import TestScore
@@ -29,7 +28,7 @@ from ingest.store import store_run
 from jobs.models import Job, JobKind, JobState
 from jobs.sweeper import sweep_jobs
 from tests.ingest.junit_samples import pytest_report, write, write_zip
-from tests.processes import celery_worker, wait_for
+from tests.processes import celery_worker, scored_vs_stored, wait_for
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.django_db(transaction=True)]
 
@@ -178,24 +177,6 @@ def test_recompute_command_waits_for_a_real_worker(tmp_path: Path) -> None:
     assert entry["repo"] == "acme/shop" and entry["tests"] == 40
     assert job.progress["done"] == 40
     assert TestScore.objects.count() == 40
-
-
-def scored_vs_stored() -> tuple[dict[int, tuple[int, int]], dict[int, tuple[int, int]]]:
-    """(results, failures) per test: as scored, and as counted from the analyzed runs' rows."""
-    scored = {
-        test_pk: (results, failures)
-        for test_pk, results, failures in TestScore.objects.values_list(
-            "test_id", "results", "failures"
-        )
-    }
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT r.test_id, COUNT(*), COUNT(*) FILTER (WHERE r.outcome IN ('failed', 'error'))"
-            " FROM ingest_testresult r JOIN ingest_workflowrun w ON w.id = r.run_id"
-            " WHERE w.analyzed_at IS NOT NULL GROUP BY r.test_id"
-        )
-        stored = {test_pk: (results, failures) for test_pk, results, failures in cursor.fetchall()}
-    return scored, stored
 
 
 def test_worker_killed_mid_backlog_rescore_leaves_every_test_scored_once(tmp_path: Path) -> None:

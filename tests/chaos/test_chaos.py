@@ -38,7 +38,6 @@ import requests
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
-from analysis.models import TestScore
 from ingest.models import TestResult, WorkflowRun
 from jobs.models import Job, JobKind, JobState
 from polling.models import CheckRun
@@ -53,6 +52,7 @@ from tests.processes import (
     gunicorn,
     redis_server,
     restart_postgresql,
+    scored_vs_stored,
     wait_for,
 )
 
@@ -147,21 +147,6 @@ def deliver(url: str, body: dict, delivery: str, log: Log) -> None:
         time.sleep(min(5.0, 0.5 * (attempt + 1)))
     log.say(f"delivery {delivery} never accepted")
     raise AssertionError(f"delivery {delivery} was never accepted")
-
-
-def scored_vs_stored() -> tuple[dict[int, tuple[int, int]], dict[int, tuple[int, int]]]:
-    scored = {
-        pk: (results, failures)
-        for pk, results, failures in TestScore.objects.values_list("test_id", "results", "failures")
-    }
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT r.test_id, COUNT(*), COUNT(*) FILTER (WHERE r.outcome IN ('failed', 'error'))"
-            " FROM ingest_testresult r JOIN ingest_workflowrun w ON w.id = r.run_id"
-            " WHERE w.analyzed_at IS NOT NULL GROUP BY r.test_id"
-        )
-        stored = {pk: (results, failures) for pk, results, failures in cursor.fetchall()}
-    return scored, stored
 
 
 def kill_pool_children(workers: list, log: Log, why: str) -> None:

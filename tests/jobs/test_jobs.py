@@ -958,11 +958,9 @@ def test_a_delivery_that_finds_its_due_job_locked_sends_it_again_then_leaves_it_
 
     job = JobFactory(kind=scripted_kind)
     delivery = _Delivery()
-    params = connection.get_connection_params()
-    dsn = psycopg.conninfo.make_conninfo(
-        **{k: v for k, v in params.items() if k in ("host", "port", "user", "dbname", "password")}
-    )
-    with psycopg.connect(dsn, autocommit=False) as other:
+    from tests.processes import test_database_url
+
+    with psycopg.connect(test_database_url(), autocommit=False) as other:
         # The sweeper's scan holds the due row for an instant: the claim skips it.
         other.execute(f"SELECT id FROM {Job._meta.db_table} WHERE id = %s FOR UPDATE", [job.pk])
         run_delivered(delivery, job.pk, lambda j: {}, kind=scripted_kind)

@@ -13,6 +13,7 @@ from analysis.models import Incident, OwnerSource, Quarantine, ScoringConfig, Te
 from analysis.quarantines import quarantine_tests, release_tests
 from analysis.scoring import ScoringSettings, describe_event
 from analysis.services import update_scoring_settings
+from analysis.tallies import with_tallies
 from ingest.models import TestCase
 
 
@@ -35,6 +36,18 @@ class TestScoreAdmin(admin.ModelAdmin):
     actions = ("quarantine", "release")
     readonly_fields = ("evidence_lines",)
     exclude = ("evidence",)
+
+    # Counts shown are the stored ones plus what pending tallies add.
+    def get_changelist_instance(self, request: HttpRequest):
+        changelist = super().get_changelist_instance(request)
+        changelist.result_list = with_tallies(changelist.result_list)
+        return changelist
+
+    def get_object(self, request: HttpRequest, object_id: str, from_field=None):
+        score = super().get_object(request, object_id, from_field)
+        if score is not None:
+            with_tallies([score])
+        return score
 
     @admin.display(boolean=True)
     def quarantined(self, score: TestScore) -> bool:

@@ -18,6 +18,7 @@ from analysis.models import Incident, QuarantineEvent, TestScore
 from analysis.owners import owned_by
 from analysis.quarantines import active_quarantines
 from analysis.scoring import TestStatus, describe_event
+from analysis.tallies import with_tallies
 from ingest.models import TestResult
 from ingest.permissions import RepositoryScoped
 
@@ -125,6 +126,16 @@ class TestScoreViewSet(RepositoryScoped, viewsets.ReadOnlyModelViewSet):
         return self.scoped(
             TestScore.objects.select_related("repository", "test", "test__quarantine")
         )
+
+    # Counts shown are the stored ones plus what pending tallies add.
+    def paginate_queryset(self, queryset):
+        page = super().paginate_queryset(queryset)
+        return None if page is None else with_tallies(page)
+
+    def get_object(self) -> TestScore:
+        score = super().get_object()
+        with_tallies([score])
+        return score
 
     @action(detail=True, methods=["get"], url_path="quarantine-events")
     def quarantine_events(self, request: Request, test_id: str | None = None) -> Response:

@@ -24,10 +24,11 @@ from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
-from analysis.models import TestScore
+from analysis.models import PendingTally, TestScore
 from analysis.scoring import TestStatus
+from analysis.tallies import settle_sql
 from ingest.junit import FAILED_OUTCOMES, Outcome
-from ingest.models import TestResult
+from ingest.models import TestResult, WorkflowRun
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,9 @@ def allow_large_aggregates() -> None:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SET LOCAL work_mem = '256MB'")
+            # The planner's costs for these statements are large enough to
+            # compile them, which takes longer (a third of a second) than most run.
+            cursor.execute("SET LOCAL jit = off")
 
 
 # Columns of TestScore written by upsert_scores, in the order of each row.
@@ -78,6 +82,8 @@ SCORE_COLUMNS = (
     ("last_failure_at", "timestamptz"),
     ("components", "jsonb"),
     ("evidence", "jsonb"),
+    ("at_rest", "bool"),
+    ("tallied_through", "bigint"),
 )
 _JSON_COLUMNS = {"components", "evidence"}
 
@@ -146,37 +152,103 @@ def apply_quiet_tests_in_bulk(
     branch: str,
     started_at: datetime,
     failed_on_commit: Sequence[int],
+    new_tests: tuple[int, int] | None,
+    tally: int,
     min_results: int,
     min_half_life: float,
-) -> tuple[int, int, list[int]]:
-    """Apply a run to its tests that add no evidence and have none, in a few set-based statements.
+) -> tuple[int, int, list[int], int]:
+    """Apply a run to its tests that add no evidence, in a few set-based statements.
 
     Only the run's tests with pk in (after_test, upto_test] are looked at (a
-    large run is applied a batch at a time). Most tests of a run only passed
-    (or were skipped) and have never had evidence: their verdict is new or
-    stable by their count of results and nothing else moves (the score is 0, no decay to apply). Those already
-    scored are advanced as ``analysis.scoring.advance_clean`` would advance
-    them; those never scored get ``quiet_verdict``'s verdict. Anything else
-    (a failure or rerun in this run, evidence already, a pending verdict, a
-    pass on a commit the test failed on, a run older than its last failure)
-    is left to the caller, whose test pks are returned with the counts
-    (advanced, inserted). PostgreSQL only; the caller holds the analysis lock.
+    large run is applied a batch at a time), and of those only the ones that
+    may need more than a tally: a result that is not a plain pass, a score
+    not at rest, a failure after this run began, a pass on a commit the test
+    failed on, or a test this run's import created. The others, the many
+    tests at rest that only passed, are counted by ``tally`` (the
+    ``PendingTally`` of this batch, which the caller recorded) and not
+    written at all.
+
+    Of the tests looked at, those that only passed (or were skipped) and have
+    never had evidence are applied here, after their pending tallies are
+    folded in: the ones already scored as ``analysis.scoring.advance_clean``
+    would advance them, the ones never scored with ``quiet_verdict``'s
+    verdict. Anything else is left to the caller, whose test pks are
+    returned with the counts (advanced, inserted) and the number of the
+    run's results the statements looked at; a tally left with nothing to
+    count is deleted. PostgreSQL only; the caller holds the analysis lock.
     """
     results, scores = TestResult._meta.db_table, TestScore._meta.db_table
+    runs = WorkflowRun._meta.db_table
     quiet_statuses = [str(TestStatus.NEW), str(TestStatus.STABLE)]
+    new_from, new_upto = new_tests or (1, 0)
+    in_range = "test_id > %(after)s AND test_id <= %(upto)s"
+    # A probe per score, not a semi-join: the statistics never know the run
+    # yet (it has just been stored), and would have its half a million rows
+    # joined against the scores instead.
+    in_run = (
+        f"(SELECT 1 FROM {results} r WHERE r.test_id = s.test_id AND r.run_id = %(run)s "
+        "LIMIT 1) IS NOT NULL"
+    )
+    params = {
+        "run": run_pk,
+        "repository": repository_id,
+        "after": after_test,
+        "upto": upto_test,
+        "new_from": new_from,
+        "new_upto": new_upto,
+        "skipped": str(Outcome.SKIPPED),
+        "passed": str(Outcome.PASSED),
+        "failed": sorted(str(o) for o in FAILED_OUTCOMES),
+        "failed_on_commit": list(failed_on_commit),
+        "quiet_statuses": quiet_statuses,
+        "branch": branch,
+        "started": started_at,
+        "below": tally,
+        "mark": tally - 1,
+    }
+    # Only when there is something to find: each scans the run's rows.
+    created = (
+        f"UNION SELECT test_id FROM {results} WHERE run_id = %(run)s AND {in_range} "
+        "AND test_id >= %(new_from)s AND test_id <= %(new_upto)s"
+        if new_tests
+        else ""
+    )
+    failed_sql = (
+        f"UNION SELECT test_id FROM {results} WHERE run_id = %(run)s AND {in_range} "
+        "AND test_id = ANY(%(failed_on_commit)s)"
+        if failed_on_commit
+        else ""
+    )
     with connection.cursor() as cursor:
         # Dropped at commit; dropped here too when one transaction applies several runs.
         cursor.execute("DROP TABLE IF EXISTS analyze_run_tests")
         cursor.execute(
             f"""
             CREATE TEMPORARY TABLE analyze_run_tests ON COMMIT DROP AS
-            WITH run_tests AS (
-                SELECT test_id, COUNT(*) AS n,
-                       COUNT(*) FILTER (WHERE outcome = %(skipped)s) AS skipped,
-                       BOOL_OR(outcome = ANY(%(failed)s) OR flaky_reruns > 0) AS eventful
-                FROM {results}
-                WHERE run_id = %(run)s AND test_id > %(after)s AND test_id <= %(upto)s
-                GROUP BY test_id
+            WITH candidates AS (
+                -- result_eventful_idx: the results that are not plain passes
+                SELECT test_id FROM {results}
+                WHERE run_id = %(run)s AND {in_range}
+                    AND (NOT (outcome = %(passed)s) OR flaky_reruns > 0)
+                UNION
+                -- score_busy_idx: scores not at rest
+                SELECT s.test_id FROM {scores} s
+                WHERE s.repository_id = %(repository)s AND NOT s.at_rest
+                    AND s.{in_range} AND {in_run}
+                UNION
+                -- score_last_failure_idx: a run older than the test's last failure
+                SELECT s.test_id FROM {scores} s
+                WHERE s.last_failure_at > %(started)s AND s.{in_range} AND {in_run}
+                {created}
+                {failed_sql}
+            ), run_tests AS (
+                SELECT c.test_id, t.n, t.skipped, t.eventful
+                FROM candidates c CROSS JOIN LATERAL (
+                    SELECT COUNT(*) AS n,
+                           COUNT(*) FILTER (WHERE r.outcome = %(skipped)s) AS skipped,
+                           BOOL_OR(r.outcome = ANY(%(failed)s) OR r.flaky_reruns > 0) AS eventful
+                    FROM {results} r WHERE r.test_id = c.test_id AND r.run_id = %(run)s
+                ) t
             )
             SELECT t.test_id, t.n, t.skipped, s.test_id IS NULL AS unscored,
                    COALESCE(
@@ -187,26 +259,34 @@ def apply_quiet_tests_in_bulk(
                            AND s.verdict = ANY(%(quiet_statuses)s)
                            AND NOT COALESCE(s.components -> 'pending_branches' ? %(branch)s, FALSE)
                            AND (s.last_failure_at IS NULL OR s.last_failure_at <= %(started)s)
+                       ))
+                       -- A test never scored, with results in runs applied before
+                       -- (an import that found it before its creator's run was
+                       -- analyzed): its history is read in full.
+                       AND (s.test_id IS NOT NULL OR NOT EXISTS (
+                           SELECT 1 FROM {results} o JOIN {runs} w ON w.id = o.run_id
+                           WHERE o.test_id = t.test_id AND o.run_id <> %(run)s
+                               AND (w.analyzed_at IS NOT NULL OR o.test_id <= w.analyzed_upto_test)
                        )),
                        FALSE
                    ) AS quiet
-            FROM run_tests t LEFT JOIN {scores} s ON s.test_id = t.test_id
+            -- One probe per candidate (OFFSET 0 keeps it one): a join would
+            -- be planned as a scan of every score.
+            FROM run_tests t LEFT JOIN LATERAL (
+                SELECT * FROM {scores} WHERE test_id = t.test_id OFFSET 0
+            ) s ON TRUE
             """,
-            {
-                "run": run_pk,
-                "after": after_test,
-                "upto": upto_test,
-                "skipped": str(Outcome.SKIPPED),
-                "failed": sorted(str(o) for o in FAILED_OUTCOMES),
-                "failed_on_commit": list(failed_on_commit),
-                "quiet_statuses": quiet_statuses,
-                "branch": branch,
-                "started": started_at,
-            },
+            params,
         )
-        # Statistics, so that the statements below join by hash rather than by
-        # half a million index lookups.
+        # Statistics, so that the statements below join by hash when the
+        # candidates are many (a repository's first runs).
         cursor.execute("ANALYZE analyze_run_tests")
+        # What earlier tallies counted for these tests goes into their scores
+        # first: they are about to be written.
+        cursor.execute(
+            settle_sql("s.test_id IN (SELECT test_id FROM analyze_run_tests WHERE NOT unscored)"),
+            params,
+        )
         # advance_clean with no evidence: results grow, the status follows them,
         # recency is restated unchanged (score 0, factor 1), skips are counted.
         cursor.execute(
@@ -235,6 +315,10 @@ def apply_quiet_tests_in_bulk(
                         'skipped', COALESCE((s.components ->> 'skipped')::int, 0) + t.skipped)
                        ELSE '{{}}'::jsonb END
                 END,
+                -- analysis.scoring.is_at_rest of the verdict written
+                at_rest = s.results + t.n >= %(min_results)s
+                    AND COALESCE(jsonb_array_length(s.components -> 'pending_branches'), 0) = 0,
+                tallied_through = %(tally)s,
                 updated_at = now()
             FROM analyze_run_tests t
             WHERE s.test_id = t.test_id AND t.quiet AND NOT t.unscored
@@ -244,6 +328,7 @@ def apply_quiet_tests_in_bulk(
                 "new": str(TestStatus.NEW),
                 "stable": str(TestStatus.STABLE),
                 "started": started_at,
+                "tally": tally,
             },
         )
         advanced = cursor.rowcount
@@ -252,12 +337,13 @@ def apply_quiet_tests_in_bulk(
             f"""
             INSERT INTO {scores} (test_id, repository_id, verdict, score, results, failures,
                 evidence_weight, half_life, clean_since, pending, latest_result_at,
-                flaky_since, last_failure_at, components, evidence, updated_at)
+                flaky_since, last_failure_at, components, evidence, at_rest, tallied_through,
+                updated_at)
             SELECT t.test_id, %(repository)s,
                    CASE WHEN t.n < %(min_results)s THEN %(new)s ELSE %(stable)s END,
                    0, t.n, 0, 0, %(half_life)s, 0, FALSE, %(started)s, NULL, NULL,
                    jsonb_build_object('outage_failures', 0, 'skipped', t.skipped), '[]'::jsonb,
-                   now()
+                   FALSE, %(tally)s, now()
             FROM analyze_run_tests t WHERE t.quiet AND t.unscored
             """,
             {
@@ -267,12 +353,22 @@ def apply_quiet_tests_in_bulk(
                 "stable": str(TestStatus.STABLE),
                 "half_life": float(min_half_life),
                 "started": started_at,
+                "tally": tally,
             },
         )
         inserted = cursor.rowcount
         cursor.execute("SELECT test_id FROM analyze_run_tests WHERE NOT quiet ORDER BY test_id")
         others = [test_pk for (test_pk,) in cursor.fetchall()]
-    return advanced, inserted, others
+        cursor.execute("SELECT COALESCE(SUM(n), 0) FROM analyze_run_tests")
+        looked_at = int(cursor.fetchone()[0])
+        # A tally that counts nothing (every test of the batch was looked at) goes.
+        cursor.execute(
+            f"DELETE FROM {PendingTally._meta.db_table} WHERE id = %(tally)s AND NOT EXISTS ("
+            f"SELECT 1 FROM {results} r WHERE r.run_id = %(run)s AND r.{in_range} "
+            "AND NOT EXISTS (SELECT 1 FROM analyze_run_tests t WHERE t.test_id = r.test_id))",
+            {"tally": tally, "run": run_pk, "after": after_test, "upto": upto_test},
+        )
+    return advanced, inserted, others, looked_at
 
 
 # --- retention: removing old results ------------------------------------------

@@ -24,7 +24,12 @@ class TestScore(models.Model):
     test = models.OneToOneField(
         TestCase, on_delete=models.CASCADE, primary_key=True, related_name="score"
     )
-    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="scores")
+    # No index of its own: the indexes below lead with it. A plain one would
+    # be what the planner picks for a repository it has no statistics of
+    # yet, over the partial index runs-analyze needs.
+    repository = models.ForeignKey(
+        Repository, on_delete=models.CASCADE, related_name="scores", db_index=False
+    )
     # What the evidence says; "quarantined" is a person's decision and lives
     # in Quarantine, so a recompute never overwrites it.
     verdict = models.CharField(max_length=16, choices=[(s.value, s.value) for s in TestStatus])
@@ -41,10 +46,30 @@ class TestScore(models.Model):
     last_failure_at = models.DateTimeField(null=True, blank=True)
     components = models.JSONField(default=dict, blank=True)
     evidence = models.JSONField(default=list, blank=True)
+    # A stable test with no evidence (``analysis.scoring.is_at_rest``): a run in
+    # which it only passed changes nothing but its count of results and when it
+    # last ran, so the run is not written into this row but recorded as a
+    # ``PendingTally`` (``analysis.tallies``), counted in by readers and settled
+    # in bulk later.
+    at_rest = models.BooleanField(default=False)
+    # The last PendingTally of the repository this row already counts.
+    tallied_through = models.BigIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         indexes = [
+            # runs-analyze: the tests of a run that may need more than a tally.
+            models.Index(
+                fields=["repository", "test"],
+                condition=models.Q(at_rest=False),
+                name="score_busy_idx",
+            ),
+            # runs-analyze: tests at rest that failed after a backfilled run began.
+            models.Index(
+                fields=["last_failure_at"],
+                condition=models.Q(last_failure_at__isnull=False),
+                name="score_last_failure_idx",
+            ),
             # The flaky report and the dashboard: a repository's tests by verdict, worst first.
             models.Index(fields=["repository", "verdict", "-score"], name="score_report_idx"),
             # The repository page and /api/v1/tests/: a repository's tests worst first, a
@@ -56,6 +81,28 @@ class TestScore(models.Model):
 
     def __str__(self) -> str:
         return f"{self.test}: {self.verdict} ({self.score:.2f})"
+
+
+class PendingTally(models.Model):
+    """One batch of a run applied to the tests at rest among (after_test, upto_test].
+
+    Those tests only passed in the run, so their scores were left as they
+    were: their results and last run are this row's results of the run for
+    every score whose ``tallied_through`` is below its id
+    (``analysis.tallies``). Removed once settled into the scores.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="+")
+    run = models.ForeignKey(WorkflowRun, on_delete=models.CASCADE, related_name="+")
+    after_test = models.BigIntegerField()
+    upto_test = models.BigIntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["repository", "id"], name="tally_repo_idx")]
+
+    def __str__(self) -> str:
+        return f"tally {self.pk}: run {self.run_id}, tests ({self.after_test}, {self.upto_test}]"
 
 
 class Quarantine(models.Model):

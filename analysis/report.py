@@ -18,6 +18,7 @@ from django.db.models import Count, Exists, OuterRef, Q
 from analysis.models import TestScore
 from analysis.quarantines import active_quarantines
 from analysis.scoring import TestStatus, describe_event
+from analysis.tallies import with_tallies
 from ingest.models import Repository
 from ingest.timestamps import parse_timestamp
 
@@ -89,7 +90,7 @@ def flaky_report(
     if limit is not None:
         scores = scores[:limit]
     full_name = repository.full_name
-    return [_row(score, full_name) for score in scores]
+    return [_row(score, full_name) for score in with_tallies(scores)]
 
 
 def status_counts(repository: Repository) -> dict[str, int]:

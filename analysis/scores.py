@@ -9,7 +9,8 @@ from datetime import datetime
 from analysis.database import upsert_scores
 from analysis.events import note_changes
 from analysis.models import TestScore
-from analysis.scoring import TestStatus, Verdict
+from analysis.scoring import TestStatus, Verdict, is_at_rest
+from analysis.tallies import current_mark
 from ingest.timestamps import parse_timestamp
 
 # The component saying a verdict counts results that retention has since removed
@@ -40,6 +41,9 @@ def save_verdicts(repository_id: int, verdicts: Iterable[tuple[int, Verdict]]) -
         for test_pk, verdict in verdicts
     ]
     was_flaky = set(stored_flaky)
+    # Each verdict counts every tally recorded so far (the caller holds the
+    # analysis lock, and settled or read the history of these tests).
+    mark = current_mark(repository_id)
     rows = [
         (
             test_pk,
@@ -57,6 +61,8 @@ def save_verdicts(repository_id: int, verdicts: Iterable[tuple[int, Verdict]]) -
             _when(verdict.last_failure_at),
             verdict.components,
             verdict.evidence,
+            is_at_rest(verdict),
+            mark,
         )
         for test_pk, verdict in verdicts
     ]

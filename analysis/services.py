@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings as django_settings
@@ -40,6 +40,14 @@ from analysis.scoring import (
     quiet_tally,
     quiet_verdict,
     score_test,
+)
+from analysis.tallies import (
+    current_mark,
+    forget_settled,
+    record_tally,
+    runs_pending,
+    settle_range,
+    settle_tests,
 )
 from ingest.models import Repository, TestCase, TestResult, WorkflowRun, outcome_in_sql
 from jobs.dispatch import enqueue_job
@@ -156,6 +164,7 @@ def analyze_run(
             context = _apply_batch(
                 run, after=after or 0, upto=upto, use_bulk=use_bulk, totals=totals
             )
+            totals.ranges.append((after or 0, _LAST_TEST if upto is None else upto))
             applied += 1
             if upto is None:
                 record_incidents(
@@ -174,24 +183,31 @@ def analyze_run(
                 checkpoint(job, {"batches_done": number, "batches": len(bounds)})
         if on_batch is not None:
             on_batch(number, len(bounds))
+    if use_bulk and runs_pending(repository.pk) >= django_settings.FLAKEGUARD_TALLY_SETTLE_AFTER:
+        with transaction.atomic():
+            enqueue_settle(repository)
     seconds = time.perf_counter() - started
+    tallied = totals.tallied(run, len(bounds))
     logger.info(
-        "%s run %s attempt %s analyzed: %s tests (%s rescored) in %s batches, "
+        "%s run %s attempt %s analyzed: %s tests (%s rescored, %s tallied at rest) in %s batches, "
         "%s flaky among them, %.2fs",
         repository.full_name,
         run.run_id,
         run.run_attempt,
-        totals.tests,
+        totals.tests + tallied,
         totals.rescored,
+        tallied,
         applied,
         totals.flaky,
         seconds,
     )
-    metrics.TESTS_ANALYZED.labels(mode="run").inc(totals.tests)
+    metrics.TESTS_ANALYZED.labels(mode="run").inc(totals.tests + tallied)
     return {
         "analyzed": True,
         "run_pk": run_pk,
-        "tests": totals.tests,
+        # A test at rest counts once per result (two passes in two jobs: two).
+        "tests": totals.tests + tallied,
+        "tallied": tallied,
         "rescored": totals.rescored,
         "advanced": totals.advanced,
         "in_bulk": totals.in_bulk,
@@ -208,6 +224,26 @@ class _BatchCounts:
     advanced: int = 0
     in_bulk: int = 0
     flaky: int = 0
+    looked_at: int = 0  # results of the run the bulk statements looked at
+    tallying: bool = False
+    ranges: list[tuple[int, int]] = field(default_factory=list)  # (after, upto] applied
+
+    def tallied(self, run: WorkflowRun, batches: int) -> int:
+        """The results of the batches applied counted by tallies alone (tests at rest)."""
+        if not self.tallying:
+            return 0
+        if len(self.ranges) == batches:
+            return max(0, run.results_count - self.looked_at)
+        # Resumed after a crash: only the batches applied now.
+        table = TestResult._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT COUNT(*) FROM {table} WHERE run_id = %s AND ("
+                + " OR ".join(["(test_id > %s AND test_id <= %s)"] * len(self.ranges))
+                + ")",
+                [run.pk, *(bound for pair in self.ranges for bound in pair)],
+            )
+            return max(0, int(cursor.fetchone()[0]) - self.looked_at)
 
 
 def _batch_bounds(run: WorkflowRun, batch_tests: int) -> list[int | None]:
@@ -246,10 +282,17 @@ def _apply_batch(
     in_bulk = 0
     only: list[int] | None = None
     if use_bulk:
-        # The many tests with no evidence that only passed, applied in SQL;
-        # the few others below, one by one.
+        # The tests at rest that only passed are counted by a tally and not
+        # written; the few others with no evidence that only passed are
+        # applied in SQL, and the rest below, one by one.
         allow_large_aggregates()
-        advanced_in_bulk, inserted, only = apply_quiet_tests_in_bulk(
+        tally = record_tally(
+            repository_id=repository.pk, run_pk=run_pk, after_test=after, upto_test=last
+        )
+        new_tests = (
+            (run.new_tests_from, run.new_tests_upto) if run.new_tests_from is not None else None
+        )
+        advanced_in_bulk, inserted, only, looked_at = apply_quiet_tests_in_bulk(
             run_pk=run_pk,
             repository_id=repository.pk,
             after_test=after,
@@ -257,11 +300,19 @@ def _apply_batch(
             branch=run.branch,
             started_at=run.started_at,
             failed_on_commit=sorted(failed_on_commit),
+            new_tests=new_tests,
+            tally=tally,
             min_results=settings.min_results,
             min_half_life=settings.min_half_life,
         )
         in_bulk = advanced_in_bulk + inserted
+        totals.looked_at += looked_at
+        totals.tallying = True
     in_run = _results_of_run(run_pk, after=after, upto=last, only=only)
+    if not use_bulk:
+        # Every test of the batch is written below: what tallies counted for
+        # them goes into their scores first.
+        settle_tests(repository.pk, list(in_run))
     stored = {score.test_id: score for score in TestScore.objects.filter(test_id__in=list(in_run))}
     advanced: list[tuple[int, Verdict]] = []
     rescore: list[int] = []
@@ -439,6 +490,9 @@ def recompute_repository(
             if job:
                 checkpoint(job, progress)
         report(progress["done"], progress["total"])
+    # Scores rewritten by the batches above count the tallies of their time;
+    # those recorded since are folded in now.
+    settle_tallies(repository)
     # The job's usual failure counts moved with the history: every run's
     # incidents are restated (idempotent, so a resumed recompute repeats it).
     with transaction.atomic():
@@ -500,6 +554,78 @@ def _score_batch(
     for test_pk, rows in loading.iter_histories(full, context=context):
         verdicts.append((test_pk, score_test(rows, context, settings)))
     return verdicts
+
+
+# --- tallies ----------------------------------------------------------------
+
+
+def settle_tallies_job(job: Job) -> dict[str, Any]:
+    """Job body of ``settle_tallies``."""
+    try:
+        repository = Repository.objects.get(pk=int(job.payload["repository_id"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PermanentJobError(f"malformed settle payload: {exc!r}") from exc
+    except Repository.DoesNotExist as exc:
+        raise PermanentJobError(f"repository {job.payload['repository_id']} is gone") from exc
+    return settle_tallies(repository)
+
+
+def settle_tallies(repository: Repository, *, batch_size: int = 100_000) -> dict[str, Any]:
+    """Fold every pending tally of the repository into its scores, then delete them.
+
+    Batch by batch of tests, each under the analysis lock in its own
+    transaction; tallies recorded meanwhile stay pending for the next settle.
+    """
+    started = time.perf_counter()
+    mark = current_mark(repository.pk)
+    moved = settled = 0
+    if mark:
+        cursor = 0
+        while True:
+            with transaction.atomic():
+                lock_repository_analysis(repository.pk)
+                allow_large_aggregates()
+                test_pks = list(
+                    TestCase.objects.filter(repository=repository, pk__gt=cursor)
+                    .order_by("pk")
+                    .values_list("pk", flat=True)[:batch_size]
+                )
+                if not test_pks:
+                    break
+                moved += settle_range(
+                    repository.pk, after_test=cursor, upto_test=test_pks[-1], mark=mark
+                )
+                cursor = test_pks[-1]
+        with transaction.atomic():
+            lock_repository_analysis(repository.pk)
+            settled = forget_settled(repository.pk, mark=mark)
+    seconds = time.perf_counter() - started
+    if settled:
+        logger.info(
+            "%s: %s tallies settled into %s scores, %.2fs",
+            repository.full_name,
+            settled,
+            moved,
+            seconds,
+        )
+    return {"tallies": settled, "scores": moved, "seconds": round(seconds, 3)}
+
+
+def enqueue_settle(repository: Repository) -> tuple[Job, bool]:
+    """A settle job for the repository, unless one is already waiting."""
+    existing = Job.objects.filter(
+        kind=JobKind.SETTLE_TALLIES,
+        state__in=[JobState.PENDING, JobState.RUNNING],
+        payload__repository_id=repository.pk,
+    ).first()
+    if existing is not None:
+        return existing, False
+    stamp = timezone.now().strftime("%Y%m%dT%H%M%S.%f")
+    return enqueue_job(
+        kind=JobKind.SETTLE_TALLIES,
+        dedup_key=f"settle:{repository.pk}:{stamp}",
+        payload={"repository_id": repository.pk},
+    )
 
 
 # --- enqueueing -------------------------------------------------------------

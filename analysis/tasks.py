@@ -22,6 +22,11 @@ def recompute_repo(job: Job) -> dict[str, Any]:
     return services.recompute_repository_job(job)
 
 
+@job_task(JobKind.SETTLE_TALLIES, queue=Queue.TESTS_RECOMPUTE)
+def settle_tallies(job: Job) -> dict[str, Any]:
+    return services.settle_tallies_job(job)
+
+
 # Beat only fans out: one recompute job per repository, then return.
 @shared_task(name="analysis.schedule_recomputes", ignore_result=True)
 def schedule_recomputes_task() -> int:

@@ -6,9 +6,12 @@ in the command): one artifact of ``--tests`` results (0.5% failing, 0.5%
 skipped) imported as a repository's first run, when every test is new, and
 then as its next run, when every test is known and its score is advanced.
 Each round uses a repository of its own; the command runs as a subprocess,
-timed from start to exit. Prints the medians in results/s, then the peak
-memory of the command on one run of ``--memory-tests`` tests (a first run and
-a next one).
+timed from start to exit. Then the steady state, the runs a repository with a
+history receives every day: its history is brought to ``--history`` runs in
+SQL (copies of the second run, then a recompute, so every test has a verdict
+and the stable ones are at rest), and the next imports are timed. Prints the
+medians in results/s, then the peak memory of the command on one run of
+``--memory-tests`` tests (a first run and a next one).
 Needs PostgreSQL in DATABASE_URL (``make bench`` starts one that syncs to disk
 as production does).
 
@@ -84,12 +87,50 @@ def import_once(artifact: Path, *, repo: str, run_id: int) -> tuple[float, int, 
     return seconds, stored, usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
 
 
+def seed_history(repo: str, *, runs: int) -> None:
+    """Bring the repository to ``runs`` analyzed runs: copies of its last, then a recompute."""
+    code = f"""
+from django.db import connection
+from analysis.services import recompute_repository
+from ingest.models import Repository, WorkflowRun
+repository = Repository.objects.get(full_name={repo!r})
+last = WorkflowRun.objects.filter(repository=repository).order_by("-pk").first()
+have = WorkflowRun.objects.filter(repository=repository).count()
+with connection.cursor() as cursor:
+    for n in range(have + 1, {runs} + 1):
+        cursor.execute(
+            "INSERT INTO ingest_workflowrun (repository_id, run_id, run_attempt, sha, branch, "
+            "event, workflow, started_at, ingested_at, results_count, files_count, file_errors, "
+            "analyzed_at, job_loads, job_fingerprints) SELECT repository_id, 1000 + %s, 1, "
+            "lpad(to_hex(1000 + %s), 40, '0'), branch, event, workflow, started_at + %s * interval "
+            "'1 minute', now(), results_count, files_count, file_errors, now(), job_loads, "
+            "job_fingerprints FROM ingest_workflowrun WHERE id = %s RETURNING id",
+            [n, n, n, last.pk],
+        )
+        (run_pk,) = cursor.fetchone()
+        cursor.execute(
+            "INSERT INTO ingest_testresult (run_id, test_id, position, outcome, duration, job, "
+            "flaky_reruns, rerun_failures, message, fingerprint) SELECT %s, test_id, position, "
+            "outcome, duration, job, flaky_reruns, rerun_failures, message, fingerprint "
+            "FROM ingest_testresult WHERE run_id = %s",
+            [run_pk, last.pk],
+        )
+recompute_repository(repository=repository)
+"""
+    subprocess.run(
+        [sys.executable, "manage.py", "shell", "-v", "0", "-c", code], cwd=REPO_ROOT, check=True
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--tests", type=int, default=520_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--history", type=int, default=12, help="runs of history before the steady state"
+    )
     parser.add_argument(
         "--memory-tests",
         type=int,
@@ -104,6 +145,7 @@ def main() -> None:
     )
     first: list[float] = []
     following: list[float] = []
+    steady: list[float] = []
     peaks: list[float] = []
     with tempfile.TemporaryDirectory(prefix="flakeguard-bench-") as tmp:
         artifact = write_artifact(Path(tmp) / "junit.zip", args.tests)
@@ -122,6 +164,15 @@ def main() -> None:
                 f"next run {following[-1]:,.0f} results/s",
                 file=sys.stderr,
             )
+        repo = f"bench/command-{os.getpid()}-steady"
+        for run_id in (1, 2):
+            import_once(artifact, repo=repo, run_id=run_id)
+        seed_history(repo, runs=args.history)
+        for round_no in range(1, args.rounds + 1):
+            seconds, stored, _ = import_once(artifact, repo=repo, run_id=2 + round_no)
+            assert stored == args.tests, stored
+            steady.append(stored / seconds)
+            print(f"steady state, import {round_no}: {steady[-1]:,.0f} results/s", file=sys.stderr)
         if args.memory_tests:
             artifact.unlink()
             artifact = write_artifact(Path(tmp) / "large.zip", args.memory_tests)
@@ -142,6 +193,10 @@ def main() -> None:
     )
     print(f"  {'first run of a repository':<28} {statistics.median(first):>10,.0f} results/s")
     print(f"  {'next run (tests known)':<28} {statistics.median(following):>10,.0f} results/s")
+    print(
+        f"  {f'after {args.history} runs (steady)':<28} "
+        f"{statistics.median(steady):>10,.0f} results/s"
+    )
     print(f"  {'target':<28} {f'>= {TARGET:,}':>10} results/s")
     if peaks:
         print(

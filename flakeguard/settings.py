@@ -271,6 +271,10 @@ FLAKEGUARD_RECOMPUTE_BATCH_SIZE = env_int("FLAKEGUARD_RECOMPUTE_BATCH_SIZE", 200
 # Runs waiting for analysis from which a runs-analyze job rescores the whole
 # repository instead of its one run (a backlog after an outage or a bulk import).
 FLAKEGUARD_ANALYSIS_BACKLOG = env_int("FLAKEGUARD_ANALYSIS_BACKLOG", 50)
+# Runs-analyze counts the passes of tests at rest in tallies (analysis.tallies)
+# instead of rewriting their scores; a repository's tallies are folded into the
+# scores after each recompute, and by a settle job once this many runs are pending.
+FLAKEGUARD_TALLY_SETTLE_AFTER = env_int("FLAKEGUARD_TALLY_SETTLE_AFTER", 100)
 # Tests of one run applied per transaction of its analysis: a run larger than
 # this is analysed in batches, and the repository's analysis lock is released
 # between them, so other analyses and recomputes are not held up for minutes.

@@ -84,8 +84,9 @@ def insert_run_if_absent(
 
 def upsert_test_identities(
     repository_id: int, identities: Sequence[tuple[str, str, str, str]]
-) -> dict[str, int]:
-    """Make sure every (identity, classname, name, file) exists; return identity → pk.
+) -> tuple[dict[str, int], list[int]]:
+    """Make sure every (identity, classname, name, file) exists; return identity → pk,
+    and the pks of the tests this call created.
 
     One select and, for the tests not known yet, one set-based insert per
     call, whatever the batch size. New tests get their ids in report order: later runs report them in the
@@ -96,7 +97,7 @@ def upsert_test_identities(
     and PostgreSQL then aborts one, which the job runner retries.
     """
     if not identities:
-        return {}
+        return {}, []
     ordered = list(identities)
     keys = [identity for identity, _, _, _ in ordered]
     now = timezone.now()
@@ -118,7 +119,7 @@ def upsert_test_identities(
             found = {identity: pk for identity, pk in cursor.fetchall() if pk is not None}
             new = [entry for entry in ordered if entry[0] not in found]
             if not new:
-                return found
+                return found, []
             cursor.execute(
                 f"""
                 INSERT INTO {table} (repository_id, identity, classname, name, file, first_seen_at)
@@ -138,7 +139,8 @@ def upsert_test_identities(
                     [f for _, _, _, f in new],
                 ],
             )
-            found.update(cursor.fetchall())
+            created = cursor.fetchall()
+            found.update(created)
             # Tests another import created meanwhile: visible now that it has
             # committed (the insert waited for it).
             others = [identity for identity, _, _, _ in new if identity not in found]
@@ -149,7 +151,20 @@ def upsert_test_identities(
                     [repository_id, others],
                 )
                 found.update(cursor.fetchall())
-            return found
+            return found, sorted(pk for _, pk in created)
+
+    def lookup() -> dict[str, int]:
+        found: dict[str, int] = {}
+        for start in range(0, len(keys), 500):
+            found.update(
+                TestCase.objects.filter(
+                    repository_id=repository_id, identity__in=keys[start : start + 500]
+                ).values_list("identity", "id")
+            )
+        return found
+
+    # SQLite writes one transaction at a time: what was not there before is ours.
+    known = lookup()
     TestCase.objects.bulk_create(
         [
             TestCase(
@@ -161,19 +176,13 @@ def upsert_test_identities(
                 first_seen_at=now,
             )
             for identity, classname, name, file in ordered
+            if identity not in known
         ],
         ignore_conflicts=True,
         batch_size=500,
     )
-    found: dict[str, int] = {}
-    for start in range(0, len(keys), 500):
-        chunk = keys[start : start + 500]
-        found.update(
-            TestCase.objects.filter(repository_id=repository_id, identity__in=chunk).values_list(
-                "identity", "id"
-            )
-        )
-    return found
+    found = lookup()
+    return found, sorted(pk for identity, pk in found.items() if identity not in known)
 
 
 _COPY_FLUSH_BYTES = 64 * 1024
@@ -246,6 +255,25 @@ class ResultSink:
                 context.__exit__(type(exc), exc, exc.__traceback__)
         finally:
             cursor.close()
+
+
+def delete_tests_without_results(repository_id: int, ranges: Sequence[tuple[int, int]]) -> int:
+    """Delete the tests with pk in these inclusive ranges that have no result at all.
+
+    For the tests an import created for a report it then refused: without
+    their results they are not tests of the repository.
+    """
+    tests, results = TestCase._meta.db_table, TestResult._meta.db_table
+    deleted = 0
+    with connection.cursor() as cursor:
+        for low, high in ranges:
+            cursor.execute(
+                f"DELETE FROM {tests} WHERE repository_id = %s AND id >= %s AND id <= %s "
+                f"AND NOT EXISTS (SELECT 1 FROM {results} r WHERE r.test_id = {tests}.id)",
+                [repository_id, low, high],
+            )
+            deleted += cursor.rowcount
+    return deleted
 
 
 def delete_results(*, run_pk: int, after_position: int, upto_position: int) -> int:

@@ -70,6 +70,10 @@ class WorkflowRun(models.Model):
     # the run, its counts and job loads stay, so pages and evidence can say
     # the results are gone rather than show the run as empty.
     results_pruned_at = models.DateTimeField(null=True, blank=True)
+    # The lowest and highest ids of the tests this run's import created (null
+    # when it created none): its analysis scores the new ones among them.
+    new_tests_from = models.BigIntegerField(null=True, blank=True)
+    new_tests_upto = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -158,6 +162,17 @@ class TestResult(models.Model):
     # Groups failures with the same cause: the failure type and the message
     # with numbers, addresses and quoted values stripped.
     fingerprint = models.CharField(max_length=16, blank=True)
+
+    class Meta:
+        indexes = [
+            # The few results of a run that are not plain passes, which runs-analyze
+            # looks at first; the COPY maintains it only for those rows.
+            models.Index(
+                fields=["run", "test"],
+                condition=~models.Q(outcome="passed") | models.Q(flaky_reruns__gt=0),
+                name="result_eventful_idx",
+            ),
+        ]
 
     # Results of one run are found through result_run_idx, created by
     # migration 0002: a BRIN index on PostgreSQL, since a run's rows arrive

@@ -121,6 +121,8 @@ def store_run(*, run: RunInfo, files: Iterable[RunFile]) -> StoreOutcome:
                 _store_file(writer, run_file, outcome, limits)
         writer.delete_discarded()
         WorkflowRun.objects.filter(pk=run_pk).update(
+            new_tests_from=writer.created[0][0] if writer.created else None,
+            new_tests_upto=writer.created[-1][1] if writer.created else None,
             results_count=outcome.results_stored,
             files_count=outcome.files_stored,
             file_errors=outcome.files_refused,
@@ -202,6 +204,8 @@ class _ResultWriter:
         self.position = 0
         # Position ranges (after, up to] written by reports that then failed.
         self.discarded: list[tuple[int, int]] = []
+        # The pks of the tests this transaction created, as inclusive ranges in order.
+        self.created: list[tuple[int, int]] = []
         self.sink = bulk.ResultSink()
         # {job label: [results, failures]} of the rows written, for WorkflowRun.job_loads.
         self.job_loads: dict[str, list[int]] = {}
@@ -252,6 +256,10 @@ class _ResultWriter:
         self.sink.pause()
         for after, upto in self.discarded:
             bulk.delete_results(run_pk=self.run_pk, after_position=after, upto_position=upto)
+        if self.discarded and self.created:
+            # Tests created for a refused report alone never happened: no other
+            # import may find them and count on this run's analysis to score them.
+            bulk.delete_tests_without_results(self.repository_id, self.created)
 
     def final_job_loads(self) -> dict[str, list[int]]:
         """Results and failures per job label of what the run keeps."""
@@ -271,6 +279,8 @@ class _ResultWriter:
         }
 
     def publish_identities(self) -> None:
+        if self.discarded:
+            return  # some of what it learned may have been deleted since
         learned = self.txn_identities
         if len(learned) > self.cache_size:
             return  # a suite larger than the cache: its lookups go to the database
@@ -362,8 +372,14 @@ class _ResultWriter:
         if not missing:
             return
         self.sink.pause()  # the upsert needs the connection the COPY holds
-        found = bulk.upsert_test_identities(
+        found, created = bulk.upsert_test_identities(
             self.repository_id, list(dict.fromkeys(missing.values()))
         )
+        ranges = self.created
+        for pk in created:
+            if ranges and ranges[-1][1] == pk - 1:
+                ranges[-1] = (ranges[-1][0], pk)
+            else:
+                ranges.append((pk, pk))
         for key, identity in missing.items():
             txn[key] = found[identity[0]]

@@ -22,6 +22,7 @@ class JobKind(models.TextChoices):
     INGEST_RUN = "ingest_run", "Ingest a run"
     ANALYZE_RUN = "analyze_run", "Analyze a run"
     RECOMPUTE_REPO = "recompute_repo", "Recompute a repository"
+    SETTLE_TALLIES = "settle_tallies", "Settle a repository's tallies"
     POLL_REPO = "poll_repo", "Poll a repository"
     BACKFILL_REPO = "backfill_repo", "Backfill a repository"
     # A commit's verdicts changed; the GitHub edge decides whether its check run says so.

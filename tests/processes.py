@@ -224,12 +224,14 @@ def restart_postgresql() -> None:
 def scored_vs_stored() -> tuple[dict[int, tuple[int, int]], dict[int, tuple[int, int]]]:
     """(results, failures) per test: as scored, and as counted from the analyzed runs' rows."""
     from analysis.models import TestScore
+    from analysis.tallies import counted_in
 
+    scores = list(TestScore.objects.values_list("test_id", "results", "failures"))
+    # A score's results are what it stores plus what pending tallies add.
+    tallied = counted_in(test_pk for test_pk, _, _ in scores)
     scored = {
-        test_pk: (results, failures)
-        for test_pk, results, failures in TestScore.objects.values_list(
-            "test_id", "results", "failures"
-        )
+        test_pk: (results + tallied.get(test_pk, (0, None))[0], failures)
+        for test_pk, results, failures in scores
     }
     with connection.cursor() as cursor:
         cursor.execute(

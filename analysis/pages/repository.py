@@ -13,6 +13,7 @@ from analysis.owners import owned_by, owners_of
 from analysis.pages.common import readable_repository
 from analysis.quarantines import active_quarantines
 from analysis.scoring import TestStatus
+from analysis.tallies import with_tallies
 from ingest.models import TestResult, WorkflowRun
 
 PAGE_SIZE = 50
@@ -71,7 +72,7 @@ def repository_tests(request: HttpRequest, full_name: str) -> HttpResponse:
             "quarantine": quarantines.get(score.test_id),
             "owners": owners.get(score.test_id, []),
         }
-        for score in page
+        for score in with_tallies(page)
     ]
     query = params.copy()
     query.pop("page", None)

@@ -26,6 +26,7 @@ from analysis.pages.common import github_commit_url, github_run_url, readable_re
 from analysis.quarantines import active_quarantines, quarantine_tests, release_tests
 from analysis.scoring import describe_event, score_test
 from analysis.services import scoring_settings_for
+from analysis.tallies import with_tallies
 from ingest.access import Action, access_for
 from ingest.models import TestCase, TestResult, WorkflowRun
 
@@ -50,6 +51,8 @@ def test_detail(request: HttpRequest, full_name: str, test_id: int) -> HttpRespo
             raise PermissionDenied("your access to this repository does not allow quarantining")
         return _change_quarantine(request, repository, test)
     score = TestScore.objects.filter(test=test).first()
+    if score is not None:
+        with_tallies([score])
     context = loading.load_context(repository)
     rows = [rows for _, rows in loading.iter_histories([test.pk], context=context)]
     history = rows[0] if rows else []

@@ -14,6 +14,7 @@ from analysis.scoring.incremental import (
     QuietTally,
     ResultGroup,
     advance_clean,
+    is_at_rest,
     quiet_tally,
     quiet_verdict,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "describe_event",
     "failure_discount",
     "incident_at",
+    "is_at_rest",
     "is_outage_casualty",
     "list_incidents",
     "quiet_tally",

@@ -172,6 +172,23 @@ def advance_clean(
     )
 
 
+def is_at_rest(verdict: Verdict) -> bool:
+    """Whether passes alone leave this verdict as it is, but for its count of results and recency.
+
+    A stable test with no evidence, nothing pending and no branch waiting on
+    it: ``advance_clean`` with passes only changes its ``results`` and
+    ``latest_result_at``, so a run in which it only passed need not be written
+    into its score (``analysis.tallies``).
+    """
+    return (
+        verdict.status == TestStatus.STABLE
+        and verdict.score == 0
+        and verdict.evidence_weight == 0
+        and not verdict.pending
+        and not verdict.components.get("pending_branches")
+    )
+
+
 def quiet_verdict(
     *,
     results: int,

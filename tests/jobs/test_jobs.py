@@ -207,6 +207,7 @@ def test_every_job_kind_is_declared_by_an_app_with_its_queue():
         JobKind.INGEST_RUN: ("ingest.ingest_run", Queue.RUNS_INGEST),
         JobKind.ANALYZE_RUN: ("analysis.analyze_run", Queue.RUNS_ANALYZE),
         JobKind.RECOMPUTE_REPO: ("analysis.recompute_repo", Queue.TESTS_RECOMPUTE),
+        JobKind.SETTLE_TALLIES: ("analysis.settle_tallies", Queue.TESTS_RECOMPUTE),
         JobKind.POLL_REPO: ("polling.poll_repo", Queue.POLLING),
         JobKind.BACKFILL_REPO: ("polling.backfill_repo", Queue.POLLING),
         JobKind.VERDICTS_CHANGED: ("polling.verdicts_changed", Queue.RUNS_ANALYZE),

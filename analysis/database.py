@@ -24,7 +24,7 @@ from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
-from analysis.models import PendingTally, TestScore
+from analysis.models import TestScore
 from analysis.scoring import TestStatus
 from analysis.tallies import settle_sql
 from ingest.junit import FAILED_OUTCOMES, Outcome
@@ -174,8 +174,8 @@ def apply_quiet_tests_in_bulk(
     would advance them, the ones never scored with ``quiet_verdict``'s
     verdict. Anything else is left to the caller, whose test pks are
     returned with the counts (advanced, inserted) and the number of the
-    run's results the statements looked at; a tally left with nothing to
-    count is deleted. PostgreSQL only; the caller holds the analysis lock.
+    run's results the statements looked at. PostgreSQL only; the caller
+    holds the analysis lock.
     """
     results, scores = TestResult._meta.db_table, TestScore._meta.db_table
     runs = WorkflowRun._meta.db_table
@@ -361,13 +361,6 @@ def apply_quiet_tests_in_bulk(
         others = [test_pk for (test_pk,) in cursor.fetchall()]
         cursor.execute("SELECT COALESCE(SUM(n), 0) FROM analyze_run_tests")
         looked_at = int(cursor.fetchone()[0])
-        # A tally that counts nothing (every test of the batch was looked at) goes.
-        cursor.execute(
-            f"DELETE FROM {PendingTally._meta.db_table} WHERE id = %(tally)s AND NOT EXISTS ("
-            f"SELECT 1 FROM {results} r WHERE r.run_id = %(run)s AND r.{in_range} "
-            "AND NOT EXISTS (SELECT 1 FROM analyze_run_tests t WHERE t.test_id = r.test_id))",
-            {"tally": tally, "run": run_pk, "after": after_test, "upto": upto_test},
-        )
     return advanced, inserted, others, looked_at
 
 

@@ -44,6 +44,7 @@ from analysis.scoring import (
 from analysis.tallies import (
     current_mark,
     forget_settled,
+    forget_tally,
     record_tally,
     runs_pending,
     settle_range,
@@ -306,6 +307,8 @@ def _apply_batch(
             min_half_life=settings.min_half_life,
         )
         in_bulk = advanced_in_bulk + inserted
+        if after == 0 and upto is None and looked_at >= run.results_count:
+            forget_tally(tally)  # the whole run was looked at: nothing to count
         totals.looked_at += looked_at
         totals.tallying = True
     in_run = _results_of_run(run_pk, after=after, upto=last, only=only)

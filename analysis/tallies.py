@@ -104,6 +104,11 @@ def record_tally(*, repository_id: int, run_pk: int, after_test: int, upto_test:
     ).pk
 
 
+def forget_tally(tally: int) -> None:
+    """Delete a tally that counts nothing."""
+    PendingTally.objects.filter(pk=tally).delete()
+
+
 def settle_tests(repository_id: int, test_pks: Sequence[int], *, before: int | None = None) -> int:
     """Fold the repository's pending tallies (those before ``before``) into these tests' scores.
 

@@ -422,14 +422,28 @@ def _tests_failed_on_commit(run: WorkflowRun, *, after: int, upto: int) -> set[i
 # --- tests-recompute --------------------------------------------------------
 
 
-def recompute_repository_job(job: Job) -> dict[str, Any]:
-    """Job body of ``recompute_repo``: resumes from the job's saved progress."""
+def _repository_of(job: Job, kind: str) -> Repository:
+    """The repository a repository-wide job's payload names; PermanentJobError if none."""
     try:
-        repository = Repository.objects.get(pk=int(job.payload["repository_id"]))
+        return Repository.objects.get(pk=int(job.payload["repository_id"]))
     except (KeyError, TypeError, ValueError) as exc:
-        raise PermanentJobError(f"malformed recompute payload: {exc!r}") from exc
+        raise PermanentJobError(f"malformed {kind} payload: {exc!r}") from exc
     except Repository.DoesNotExist as exc:
         raise PermanentJobError(f"repository {job.payload['repository_id']} is gone") from exc
+
+
+def _tests_after(repository: Repository, after: int, batch_size: int) -> list[int]:
+    """The next ``batch_size`` test pks of the repository after ``after``, in order."""
+    return list(
+        TestCase.objects.filter(repository=repository, pk__gt=after)
+        .order_by("pk")
+        .values_list("pk", flat=True)[:batch_size]
+    )
+
+
+def recompute_repository_job(job: Job) -> dict[str, Any]:
+    """Job body of ``recompute_repo``: resumes from the job's saved progress."""
+    repository = _repository_of(job, "recompute")
     return recompute_repository(repository=repository, job=job)
 
 
@@ -473,11 +487,7 @@ def recompute_repository(
         with transaction.atomic():
             lock_repository_analysis(repository.pk)
             allow_large_aggregates()
-            test_pks = list(
-                TestCase.objects.filter(repository=repository, pk__gt=progress["cursor"])
-                .order_by("pk")
-                .values_list("pk", flat=True)[:batch_size]
-            )
+            test_pks = _tests_after(repository, progress["cursor"], batch_size)
             if not test_pks:
                 break
             verdicts = _score_batch(repository, test_pks, settings)
@@ -564,12 +574,7 @@ def _score_batch(
 
 def settle_tallies_job(job: Job) -> dict[str, Any]:
     """Job body of ``settle_tallies``."""
-    try:
-        repository = Repository.objects.get(pk=int(job.payload["repository_id"]))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise PermanentJobError(f"malformed settle payload: {exc!r}") from exc
-    except Repository.DoesNotExist as exc:
-        raise PermanentJobError(f"repository {job.payload['repository_id']} is gone") from exc
+    repository = _repository_of(job, "settle")
     return settle_tallies(repository)
 
 
@@ -588,11 +593,7 @@ def settle_tallies(repository: Repository, *, batch_size: int = 100_000) -> dict
             with transaction.atomic():
                 lock_repository_analysis(repository.pk)
                 allow_large_aggregates()
-                test_pks = list(
-                    TestCase.objects.filter(repository=repository, pk__gt=cursor)
-                    .order_by("pk")
-                    .values_list("pk", flat=True)[:batch_size]
-                )
+                test_pks = _tests_after(repository, cursor, batch_size)
                 if not test_pks:
                     break
                 moved += settle_range(

@@ -19,8 +19,8 @@ Nothing is lost or counted twice, by construction:
   (``with_tallies``); runs-analyze settles the tests it is about to write
   (``settle_tests``) before it reads their scores.
 - ``analysis.services.settle_tallies`` folds every tally into the scores and deletes them:
-  after each recompute, and when a repository has gathered
-  ``FLAKEGUARD_TALLY_SETTLE_AFTER`` of them.
+  after each recompute, and when ``FLAKEGUARD_TALLY_SETTLE_AFTER`` runs of
+  a repository are pending.
 
 PostgreSQL only: elsewhere runs-analyze writes every score, and no tally exists.
 """
@@ -109,19 +109,17 @@ def forget_tally(tally: int) -> None:
     PendingTally.objects.filter(pk=tally).delete()
 
 
-def settle_tests(repository_id: int, test_pks: Sequence[int], *, before: int | None = None) -> int:
-    """Fold the repository's pending tallies (those before ``before``) into these tests' scores.
+def settle_tests(repository_id: int, test_pks: Sequence[int]) -> int:
+    """Fold the repository's pending tallies into these tests' scores; how many moved.
 
-    Returns how many scores moved. The caller holds the repository's analysis lock.
+    The caller holds the repository's analysis lock.
     """
     if not is_tallying() or not test_pks:
         return 0
-    below = _NO_LIMIT if before is None else before
-    mark = current_mark(repository_id) if before is None else before - 1
     with connection.cursor() as cursor:
         cursor.execute(
             settle_sql("s.test_id = ANY(%(tests)s)"),
-            {"tests": list(test_pks), "below": below, "mark": mark},
+            {"tests": list(test_pks), "below": _NO_LIMIT, "mark": current_mark(repository_id)},
         )
         return cursor.rowcount
 

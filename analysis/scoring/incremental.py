@@ -177,8 +177,9 @@ def is_at_rest(verdict: Verdict) -> bool:
 
     A stable test with no evidence, nothing pending and no branch waiting on
     it: ``advance_clean`` with passes only changes its ``results`` and
-    ``latest_result_at``, so a run in which it only passed need not be written
-    into its score (``analysis.tallies``).
+    ``latest_result_at`` (and adds a ``recency`` component with nothing in it
+    where there is none, as a full rescore leaves it out), so a run in which
+    it only passed need not be written into its score (``analysis.tallies``).
     """
     return (
         verdict.status == TestStatus.STABLE

@@ -21,14 +21,26 @@ class TestScore(models.Model):
 
     __test__ = False  # not a pytest test class
 
+    # Scores are written only by the analysis, from the tests of stored results.
+    # Database-level foreign keys would check every row of a first run's bulk
+    # insert again at commit (two lookups a score, seconds for 100,000), so, as
+    # for results, the keys are kept by the writer; deletes cascade in Django.
     test = models.OneToOneField(
-        TestCase, on_delete=models.CASCADE, primary_key=True, related_name="score"
+        TestCase,
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="score",
+        db_constraint=False,
     )
     # No index of its own: the indexes below lead with it. A plain one would
     # be what the planner picks for a repository it has no statistics of
     # yet, over the partial index runs-analyze needs.
     repository = models.ForeignKey(
-        Repository, on_delete=models.CASCADE, related_name="scores", db_index=False
+        Repository,
+        on_delete=models.CASCADE,
+        related_name="scores",
+        db_index=False,
+        db_constraint=False,
     )
     # What the evidence says; "quarantined" is a person's decision and lives
     # in Quarantine, so a recompute never overwrites it.

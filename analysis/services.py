@@ -384,14 +384,25 @@ def _results_of_run(
     tests: dict[int, list[ResultGroup]] = {}
     if only is not None and not only:
         return tests
-    where, params = "run_id = %s AND test_id > %s AND test_id <= %s", [run_pk, after, upto]
-    if only is not None:
-        where += " AND test_id = ANY(%s)"
-        params.append(only)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT test_id, outcome, job, flaky_reruns FROM {table} WHERE {where}", params
+    if only is None:
+        sql = (
+            f"SELECT test_id, outcome, job, flaky_reruns FROM {table} "
+            "WHERE run_id = %s AND test_id > %s AND test_id <= %s"
         )
+        params: list[object] = [run_pk, after, upto]
+    else:
+        # One primary-key probe per test (OFFSET 0 keeps it one): the
+        # statistics of a run just stored say it has no rows, so a plain
+        # filter or join reads every page of the run through its BRIN index.
+        sql = (
+            "SELECT o.test_id, r.outcome, r.job, r.flaky_reruns "
+            "FROM unnest(%s::bigint[]) AS o(test_id) CROSS JOIN LATERAL ("
+            f"SELECT outcome, job, flaky_reruns FROM {table} "
+            "WHERE test_id = o.test_id AND run_id = %s OFFSET 0) AS r"
+        )
+        params = [[pk for pk in only if after < pk <= upto], run_pk]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
         for test_pk, outcome, job, reruns in cursor.fetchall():
             tests.setdefault(test_pk, []).append(ResultGroup(outcome, job, run_pk, 1, reruns))
     return tests

@@ -45,35 +45,52 @@ def _tables() -> dict[str, str]:
     }
 
 
-def counted_in_sql(scores_where: str) -> str:
+def counted_in_sql(scores_where: str, *, scores_from: str = "") -> str:
     """SELECT test_id, n, latest: what later tallies add to the scores matching ``scores_where``.
 
-    ``scores_where`` is a condition on ``s`` (the scores); ``%(below)s``, when
-    the caller binds it, leaves out the tallies from that id on.
+    ``scores_where`` is a condition on ``s`` (the scores), and ``scores_from``
+    the FROM item that names them ``s`` (the scores table by default);
+    ``%(below)s``, when the caller binds it, leaves out the tallies from that id on.
     """
     t = _tables()
     return f"""
-        SELECT s.test_id, COUNT(*) AS n, MAX(w.started_at) AS latest
-        FROM {t["scores"]} s
+        SELECT s.test_id, SUM(r.n)::bigint AS n, MAX(w.started_at) AS latest
+        FROM {scores_from or f"{t['scores']} s"}
         JOIN {t["tallies"]} a ON a.repository_id = s.repository_id
             AND a.id > s.tallied_through AND a.id < %(below)s
             AND s.test_id > a.after_test AND s.test_id <= a.upto_test
-        JOIN {t["results"]} r ON r.test_id = s.test_id AND r.run_id = a.run_id
+        -- A primary-key probe per test and tally: an aggregate is never turned
+        -- into a join, which stale statistics can plan as a scan per score.
+        CROSS JOIN LATERAL (
+            SELECT COUNT(*) AS n FROM {t["results"]}
+            WHERE test_id = s.test_id AND run_id = a.run_id
+        ) r
         JOIN {t["runs"]} w ON w.id = a.run_id
-        WHERE {scores_where}
+        WHERE {scores_where} AND r.n > 0
         GROUP BY s.test_id
     """
 
 
-def settle_sql(scores_where: str) -> str:
+def scores_of_tests_sql() -> str:
+    """FROM item naming ``s`` the scores of the tests in ``%(tests)s``, a probe each."""
+    return (
+        "unnest(%(tests)s::bigint[]) AS q(test_id) CROSS JOIN LATERAL ("
+        f"SELECT * FROM {_tables()['scores']} WHERE test_id = q.test_id OFFSET 0) s"
+    )
+
+
+def settle_sql(scores_where: str, *, scores_from: str = "") -> str:
     """UPDATE folding the tallies below ``%(below)s`` into the scores matching ``scores_where``."""
     t = _tables()
+    # Counted once, then written by primary key: in a plain UPDATE … FROM the
+    # planner may run the count again for every score it visits.
     return f"""
+        WITH c AS MATERIALIZED ({counted_in_sql(scores_where, scores_from=scores_from)})
         UPDATE {t["scores"]} s SET
             results = s.results + c.n,
             latest_result_at = GREATEST(s.latest_result_at, c.latest),
             tallied_through = %(mark)s
-        FROM ({counted_in_sql(scores_where)}) c
+        FROM c
         WHERE s.test_id = c.test_id
     """
 
@@ -118,7 +135,7 @@ def settle_tests(repository_id: int, test_pks: Sequence[int]) -> int:
         return 0
     with connection.cursor() as cursor:
         cursor.execute(
-            settle_sql("s.test_id = ANY(%(tests)s)"),
+            settle_sql("TRUE", scores_from=scores_of_tests_sql()),
             {"tests": list(test_pks), "below": _NO_LIMIT, "mark": current_mark(repository_id)},
         )
         return cursor.rowcount
@@ -133,7 +150,7 @@ def counted_in(test_pks: Iterable[int]) -> dict[int, tuple[int, datetime]]:
     with connection.cursor() as cursor:
         for start in range(0, len(test_pks), 10_000):
             cursor.execute(
-                counted_in_sql("s.test_id = ANY(%(tests)s)"),
+                counted_in_sql("TRUE", scores_from=scores_of_tests_sql()),
                 {"tests": test_pks[start : start + 10_000], "below": _NO_LIMIT},
             )
             found.update((test_pk, (n, latest)) for test_pk, n, latest in cursor.fetchall())

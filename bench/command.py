@@ -9,8 +9,10 @@ Each round uses a repository of its own; the command runs as a subprocess,
 timed from start to exit. Then the steady state, the runs a repository with a
 history receives every day: its history is brought to ``--history`` runs in
 SQL (copies of the second run, then a recompute, so every test has a verdict
-and the stable ones are at rest), and the next imports are timed. Prints the
-medians in results/s, then the peak memory of the command on one run of
+and the stable ones are at rest), and the next imports are timed. Last, the
+rows of the latest run are written again by a bare binary COPY into the same
+table, the most storing alone can do on this server. Prints the medians in
+results/s, then the peak memory of the command on one run of
 ``--memory-tests`` tests (a first run and a next one).
 Needs PostgreSQL in DATABASE_URL (``make bench`` starts one that syncs to disk
 as production does).
@@ -122,6 +124,50 @@ recompute_repository(repository=repository)
     )
 
 
+def bare_copy_rate(repo: str, *, rounds: int) -> list[float]:
+    """Rows/s of a bare binary COPY of the repository's last run's rows, committed.
+
+    The same rows, table, indexes and server as the imports, with no parsing,
+    no identities and no analysis: the most any import can store per second.
+    Each copy is taken back afterwards.
+    """
+    code = f"""
+import json, time
+from django.db import connection, transaction
+from ingest import bulk
+from ingest.models import Repository, TestResult, WorkflowRun
+repository = Repository.objects.get(full_name={repo!r})
+last = WorkflowRun.objects.filter(repository=repository).order_by("-pk").first()
+template = list(
+    TestResult.objects.filter(run=last).order_by("position").values_list(*bulk.RESULT_COLUMNS)
+)
+rates = []
+for n in range({rounds}):
+    with transaction.atomic():
+        run_pk = bulk.insert_run_if_absent(
+            repository_id=repository.pk, run_id=900_000 + n, run_attempt=1, sha="0" * 40,
+            branch=last.branch, event=last.event, workflow=last.workflow,
+            started_at=last.started_at, completed_at=None,
+        )
+        rows = [(run_pk, *row[1:]) for row in template]
+        started = time.perf_counter()
+        bulk.write_results(rows)
+    rates.append(len(rows) / (time.perf_counter() - started))
+    with transaction.atomic():
+        TestResult.objects.filter(run_id=run_pk).delete()
+        WorkflowRun.objects.filter(pk=run_pk).delete()
+print(json.dumps(rates))
+"""
+    out = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-v", "0", "-c", code],
+        cwd=REPO_ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -173,6 +219,13 @@ def main() -> None:
             assert stored == args.tests, stored
             steady.append(stored / seconds)
             print(f"steady state, import {round_no}: {steady[-1]:,.0f} results/s", file=sys.stderr)
+        ceiling = bare_copy_rate(repo, rounds=args.rounds)
+        print(
+            "bare COPY of the same rows: "
+            + ", ".join(f"{rate:,.0f}" for rate in ceiling)
+            + " rows/s",
+            file=sys.stderr,
+        )
         if args.memory_tests:
             artifact.unlink()
             artifact = write_artifact(Path(tmp) / "large.zip", args.memory_tests)
@@ -198,6 +251,10 @@ def main() -> None:
         f"{statistics.median(steady):>10,.0f} results/s"
     )
     print(f"  {'target':<28} {f'>= {TARGET:,}':>10} results/s")
+    print(
+        f"  {'bare COPY, same rows':<28} {statistics.median(ceiling):>10,.0f} rows/s "
+        "(storing alone, no parse, no identities, no analysis: the ceiling of any import)"
+    )
     if peaks:
         print(
             f"  {'peak RSS, whole command':<28} {max(peaks):>10,.0f} MB for one run of "

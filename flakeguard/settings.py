@@ -243,6 +243,11 @@ FLAKEGUARD_INGEST_BATCH_SIZE = env_int("FLAKEGUARD_INGEST_BATCH_SIZE", 5000)
 # Test identities a process remembers, over all repositories (about 300 bytes
 # each): later runs of a suite up to this size skip the identity lookups.
 FLAKEGUARD_IDENTITY_CACHE_SIZE = env_int("FLAKEGUARD_IDENTITY_CACHE_SIZE", 200_000)
+# A process that does not remember a repository's tests reads all their
+# identities in one query before storing a run, if there are at most this many
+# (about 130 bytes each while the run is stored): one sequential read instead
+# of an index probe per test, and the COPY is never paused for known tests.
+FLAKEGUARD_IDENTITY_PRELOAD_SIZE = env_int("FLAKEGUARD_IDENTITY_PRELOAD_SIZE", 1_000_000)
 
 # --- Retention ---------------------------------------------------------------
 # Test results older than this many days are removed in the background (daily

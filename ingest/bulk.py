@@ -82,6 +82,31 @@ def insert_run_if_absent(
     return row[0] if row else None
 
 
+def known_test_identities(repository_id: int, *, limit: int) -> dict[str, int] | None:
+    """identity → pk of every test of the repository, or None when it has more than ``limit``.
+
+    One sequential read of the repository's part of the identity index, where
+    looking its tests up one by one would cost an index probe each.
+    """
+    table = TestCase._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT COUNT(*) FROM (SELECT 1 FROM {table} WHERE repository_id = %s LIMIT %s) AS t",
+            [repository_id, limit + 1],
+        )
+        (count,) = cursor.fetchone()
+        if count > limit:
+            return None
+        known: dict[str, int] = {}
+        if count:
+            cursor.execute(
+                f"SELECT identity, id FROM {table} WHERE repository_id = %s", [repository_id]
+            )
+            while rows := cursor.fetchmany(10_000):
+                known.update(rows)
+    return known
+
+
 def upsert_test_identities(
     repository_id: int, identities: Sequence[tuple[str, str, str, str]]
 ) -> tuple[dict[str, int], list[int]]:

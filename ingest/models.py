@@ -96,9 +96,16 @@ class TestCase(models.Model):
     __test__ = False  # not a pytest test class
 
     # No index of its own: test_identity_unique starts with the repository,
-    # and each index is one more btree for a first import to fill.
+    # and each index is one more btree for a first import to fill. No
+    # database-level foreign key either: the store creates tests only for the
+    # repository row it holds in the same transaction, and a key would check
+    # each of a first import's new tests again at commit.
     repository = models.ForeignKey(
-        Repository, on_delete=models.CASCADE, related_name="tests", db_index=False
+        Repository,
+        on_delete=models.CASCADE,
+        related_name="tests",
+        db_index=False,
+        db_constraint=False,
     )
     # sha1 of the normalised identity; names can be long (parametrised tests)
     # and a btree unique index on unbounded text would reject them.

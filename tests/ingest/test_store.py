@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import re
 import threading
 from datetime import UTC, datetime
@@ -353,3 +354,69 @@ def test_same_run_ingested_by_two_workers_at_once_is_stored_once(tmp_path: Path)
     assert WorkflowRun.objects.count() == 1
     assert TestResult.objects.count() == 3000
     assert TestCase.objects.count() == 3000
+
+
+def _test_ids_by_position(run: WorkflowRun) -> dict[int, int]:
+    return dict(TestResult.objects.filter(run=run).values_list("position", "test_id"))
+
+
+@pytest.mark.django_db
+def test_a_process_that_forgot_a_repository_reads_its_tests_in_one_query(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.test.utils import CaptureQueriesContext
+
+    from ingest import store
+
+    known = [(f"tests.mod{i % 40}", f"test_{i}", "passed") for i in range(12_000)]
+    first = store_run(
+        run=RUN, files=[RunFile(path=write(tmp_path / "1.xml", pytest_report(known)))]
+    )
+    # A new process: a CLI import, or a worker that has not seen the repository.
+    monkeypatch.setattr(store, "_PROCESS_IDENTITIES", {})
+    added = [("tests.new", f"test_new_{i}", "failed") for i in range(5)]
+    report = write(tmp_path / "2.xml", pytest_report([*known[:6000], *added, *known[6000:]]))
+
+    with CaptureQueriesContext(connection) as queries:
+        second = store_run(
+            run=RunInfo(**{**RUN.__dict__, "run_id": 813}), files=[RunFile(path=report)]
+        )
+
+    preloads = [q["sql"] for q in queries if q["sql"].startswith("SELECT identity, id FROM")]
+    assert len(preloads) == 1
+    assert second.results_stored == 12_005
+    assert TestCase.objects.count() == 12_005
+    before = _test_ids_by_position(WorkflowRun.objects.get(pk=first.run_pk))
+    after = _test_ids_by_position(WorkflowRun.objects.get(pk=second.run_pk))
+    # Every known test keeps its row; the five new ones sit where the report put them.
+    assert [after[p] for p in range(1, 6001)] == [before[p] for p in range(1, 6001)]
+    assert [after[p] for p in range(6006, 12_006)] == [before[p] for p in range(6001, 12_001)]
+    new_tests = TestCase.objects.filter(name__startswith="test_new_")
+    assert sorted(after[p] for p in range(6001, 6006)) == sorted(t.pk for t in new_tests)
+    assert gc.isenabled()  # the cycle collector, held off while storing, is back
+
+
+@pytest.mark.django_db
+@override_settings(FLAKEGUARD_IDENTITY_PRELOAD_SIZE=1000)
+def test_a_repository_larger_than_the_preload_is_looked_up_test_by_test(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.test.utils import CaptureQueriesContext
+
+    from ingest import store
+
+    cases = [(f"tests.mod{i % 40}", f"test_{i}", "passed") for i in range(3000)]
+    report = write(tmp_path / "1.xml", pytest_report(cases))
+    first = store_run(run=RUN, files=[RunFile(path=report)])
+    monkeypatch.setattr(store, "_PROCESS_IDENTITIES", {})
+
+    with CaptureQueriesContext(connection) as queries:
+        second = store_run(
+            run=RunInfo(**{**RUN.__dict__, "run_id": 813}), files=[RunFile(path=report)]
+        )
+
+    assert not [q for q in queries if q["sql"].startswith("SELECT identity, id FROM")]
+    assert TestCase.objects.count() == 3000
+    assert _test_ids_by_position(WorkflowRun.objects.get(pk=second.run_pk)) == (
+        _test_ids_by_position(WorkflowRun.objects.get(pk=first.run_pk))
+    )

@@ -26,7 +26,7 @@ from psycopg.types.json import Jsonb
 
 from analysis.models import TestScore
 from analysis.scoring import TestStatus
-from analysis.tallies import settle_sql
+from analysis.tallies import has_pending_tallies, settle_sql
 from ingest.junit import FAILED_OUTCOMES, Outcome
 from ingest.models import TestResult, WorkflowRun
 
@@ -143,6 +143,10 @@ def _sqlite_value(value: Any) -> Any:
     return value
 
 
+# Below this many tests a batch's probes cost less than a scan of its results.
+DENSE_MIN_TESTS = 10_000
+
+
 def apply_quiet_tests_in_bulk(
     *,
     run_pk: int,
@@ -156,6 +160,7 @@ def apply_quiet_tests_in_bulk(
     tally: int,
     min_results: int,
     min_half_life: float,
+    expected_tests: int = 0,
 ) -> tuple[int, int, list[int], int]:
     """Apply a run to its tests that add no evidence, in a few set-based statements.
 
@@ -176,6 +181,11 @@ def apply_quiet_tests_in_bulk(
     returned with the counts (advanced, inserted) and the number of the
     run's results the statements looked at. PostgreSQL only; the caller
     holds the analysis lock.
+
+    When the scores to look at are a tenth or more of the ``expected_tests``
+    of the batch (a young repository, where few tests are at rest yet), the
+    batch's results are read in one pass and every test of it is looked at:
+    a probe per candidate would cost more than the scan it avoids.
     """
     results, scores = TestResult._meta.db_table, TestScore._meta.db_table
     runs = WorkflowRun._meta.db_table
@@ -220,12 +230,21 @@ def apply_quiet_tests_in_bulk(
         else ""
     )
     with connection.cursor() as cursor:
-        # Dropped at commit; dropped here too when one transaction applies several runs.
-        cursor.execute("DROP TABLE IF EXISTS analyze_run_tests")
-        cursor.execute(
-            f"""
-            CREATE TEMPORARY TABLE analyze_run_tests ON COMMIT DROP AS
-            WITH candidates AS (
+        dense = (
+            expected_tests >= DENSE_MIN_TESTS
+            and (_busy_scores(cursor, params) + _created_in(new_tests, after_test, upto_test)) * 10
+            >= expected_tests
+        )
+        if dense:
+            candidates_and_counts = f"""run_tests AS (
+                SELECT test_id, COUNT(*) AS n,
+                       COUNT(*) FILTER (WHERE outcome = %(skipped)s) AS skipped,
+                       BOOL_OR(outcome = ANY(%(failed)s) OR flaky_reruns > 0) AS eventful
+                FROM {results} WHERE run_id = %(run)s AND {in_range}
+                GROUP BY test_id
+            )"""
+        else:
+            candidates_and_counts = f"""candidates AS (
                 -- result_eventful_idx: the results that are not plain passes
                 SELECT test_id FROM {results}
                 WHERE run_id = %(run)s AND {in_range}
@@ -249,7 +268,13 @@ def apply_quiet_tests_in_bulk(
                            BOOL_OR(r.outcome = ANY(%(failed)s) OR r.flaky_reruns > 0) AS eventful
                     FROM {results} r WHERE r.test_id = c.test_id AND r.run_id = %(run)s
                 ) t
-            )
+            )"""
+        # Dropped at commit; dropped here too when one transaction applies several runs.
+        cursor.execute("DROP TABLE IF EXISTS analyze_run_tests")
+        cursor.execute(
+            f"""
+            CREATE TEMPORARY TABLE analyze_run_tests ON COMMIT DROP AS
+            WITH {candidates_and_counts}
             SELECT t.test_id, t.n, t.skipped, s.test_id IS NULL AS unscored,
                    COALESCE(
                        NOT t.eventful
@@ -283,10 +308,13 @@ def apply_quiet_tests_in_bulk(
         cursor.execute("ANALYZE analyze_run_tests")
         # What earlier tallies counted for these tests goes into their scores
         # first: they are about to be written.
-        cursor.execute(
-            settle_sql("s.test_id IN (SELECT test_id FROM analyze_run_tests WHERE NOT unscored)"),
-            params,
-        )
+        if has_pending_tallies(repository_id, below=tally):
+            cursor.execute(
+                settle_sql(
+                    "s.test_id IN (SELECT test_id FROM analyze_run_tests WHERE NOT unscored)"
+                ),
+                params,
+            )
         # advance_clean with no evidence: results grow, the status follows them,
         # recency is restated unchanged (score 0, factor 1), skips are counted.
         cursor.execute(
@@ -362,6 +390,24 @@ def apply_quiet_tests_in_bulk(
         cursor.execute("SELECT COALESCE(SUM(n), 0) FROM analyze_run_tests")
         looked_at = int(cursor.fetchone()[0])
     return advanced, inserted, others, looked_at
+
+
+def _busy_scores(cursor: Any, params: dict[str, Any]) -> int:
+    """Scores of the batch's range not at rest (an index-only count on score_busy_idx)."""
+    cursor.execute(
+        f"SELECT COUNT(*) FROM {TestScore._meta.db_table} WHERE repository_id = %(repository)s "
+        "AND NOT at_rest AND test_id > %(after)s AND test_id <= %(upto)s",
+        params,
+    )
+    return int(cursor.fetchone()[0])
+
+
+def _created_in(new_tests: tuple[int, int] | None, after_test: int, upto_test: int) -> int:
+    """How many of the tests the run's import created lie in (after_test, upto_test]."""
+    if new_tests is None:
+        return 0
+    low, high = max(new_tests[0], after_test + 1), min(new_tests[1], upto_test)
+    return max(0, high - low + 1)
 
 
 # --- retention: removing old results ------------------------------------------

@@ -163,7 +163,12 @@ def analyze_run(
             if upto is not None and after is not None and upto <= after:
                 continue  # committed by an earlier attempt
             context = _apply_batch(
-                run, after=after or 0, upto=upto, use_bulk=use_bulk, totals=totals
+                run,
+                after=after or 0,
+                upto=upto,
+                use_bulk=use_bulk,
+                totals=totals,
+                expected_tests=min(run.results_count, batch_tests),
             )
             totals.ranges.append((after or 0, _LAST_TEST if upto is None else upto))
             applied += 1
@@ -268,9 +273,16 @@ def _batch_bounds(run: WorkflowRun, batch_tests: int) -> list[int | None]:
 
 
 def _apply_batch(
-    run: WorkflowRun, *, after: int, upto: int | None, use_bulk: bool, totals: _BatchCounts
+    run: WorkflowRun,
+    *,
+    after: int,
+    upto: int | None,
+    use_bulk: bool,
+    totals: _BatchCounts,
+    expected_tests: int = 0,
 ) -> HistoryContext:
-    """Apply the run to its tests with pk in (after, upto]; the caller holds the lock."""
+    """Apply the run to its tests with pk in (after, upto], about ``expected_tests`` of
+    them; the caller holds the lock."""
     repository = run.repository
     run_pk = run.pk
     last = _LAST_TEST if upto is None else upto
@@ -305,6 +317,7 @@ def _apply_batch(
             tally=tally,
             min_results=settings.min_results,
             min_half_life=settings.min_half_life,
+            expected_tests=expected_tests,
         )
         in_bulk = advanced_in_bulk + inserted
         if after == 0 and upto is None and looked_at >= run.results_count:

@@ -114,6 +114,11 @@ def current_mark(repository_id: int) -> int:
         return int(cursor.fetchone()[0])
 
 
+def has_pending_tallies(repository_id: int, *, below: int) -> bool:
+    """Whether the repository has a tally with id under ``below`` not settled yet."""
+    return PendingTally.objects.filter(repository_id=repository_id, id__lt=below).exists()
+
+
 def record_tally(*, repository_id: int, run_pk: int, after_test: int, upto_test: int) -> int:
     """Record that the run is applied to its tests at rest in (after_test, upto_test]; its id."""
     return PendingTally.objects.create(

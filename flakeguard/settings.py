@@ -247,7 +247,7 @@ FLAKEGUARD_IDENTITY_CACHE_SIZE = env_int("FLAKEGUARD_IDENTITY_CACHE_SIZE", 200_0
 # identities in one query before storing a run, if there are at most this many
 # (about 130 bytes each while the run is stored): one sequential read instead
 # of an index probe per test, and the COPY is never paused for known tests.
-FLAKEGUARD_IDENTITY_PRELOAD_SIZE = env_int("FLAKEGUARD_IDENTITY_PRELOAD_SIZE", 1_000_000)
+FLAKEGUARD_IDENTITY_PRELOAD_SIZE = env_int("FLAKEGUARD_IDENTITY_PRELOAD_SIZE", 600_000)
 
 # --- Retention ---------------------------------------------------------------
 # Test results older than this many days are removed in the background (daily

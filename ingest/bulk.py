@@ -97,8 +97,10 @@ def known_test_identities(repository_id: int, *, limit: int) -> dict[str, int] |
         (count,) = cursor.fetchone()
         if count > limit:
             return None
-        known: dict[str, int] = {}
-        if count:
+    known: dict[str, int] = {}
+    if count:
+        # A server-side cursor: the client never holds the whole result at once.
+        with connection.chunked_cursor() as cursor:
             cursor.execute(
                 f"SELECT identity, id FROM {table} WHERE repository_id = %s", [repository_id]
             )

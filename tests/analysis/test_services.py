@@ -12,6 +12,7 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
+import analysis.database
 from analysis.database import lock_repository_analysis
 from analysis.models import Quarantine, ScoringConfig, TestScore
 from analysis.quarantines import quarantine_tests, release_tests
@@ -124,7 +125,7 @@ def test_most_tests_of_a_run_are_advanced_without_reading_their_history(
     outcomes = {f"test_{n}": "passed" for n in range(7)} | {"test_broken": "passed"}
     run_pk = store(tmp_path, 40, outcomes)
 
-    with django_assert_max_num_queries(30):  # a fixed number, however many tests
+    with django_assert_max_num_queries(32):  # a fixed number, however many tests
         result = analyze_run(run_pk=run_pk)
 
     assert result["tests"] == 8 and result["rescored"] <= 1
@@ -511,9 +512,16 @@ def test_a_backlog_rescore_interrupted_resumes_in_its_analyze_job(tmp_path: Path
     assert scored_counts() == counted_results()
 
 
+@pytest.mark.parametrize("dense", [False, True], ids=["probing-candidates", "reading-the-batch"])
 @pytest.mark.django_db
-def test_tests_applied_in_bulk_end_as_they_would_one_by_one(tmp_path: Path) -> None:
-    """The set-based path and the one-by-one path leave the same rows, components included."""
+def test_tests_applied_in_bulk_end_as_they_would_one_by_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dense: bool
+) -> None:
+    """The set-based path and the one-by-one path leave the same rows, components included,
+    whether the bulk path probes its candidates or reads every result of the batch."""
+    if dense:
+        # Reading the whole batch is meant for batches of thousands; here, for any.
+        monkeypatch.setattr(analysis.database, "DENSE_MIN_TESTS", 0)
     rng = random.Random(5)
     histories = [history_outcomes(rng, run) | {"test_late": "passed"} for run in range(1, 31)]
     for run, outcomes in enumerate(histories, start=1):

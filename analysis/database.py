@@ -26,7 +26,7 @@ from psycopg.types.json import Jsonb
 
 from analysis.models import TestScore
 from analysis.scoring import TestStatus
-from analysis.tallies import has_pending_tallies, settle_sql
+from analysis.tallies import forget_tally, has_pending_tallies, settle_sql
 from ingest.junit import FAILED_OUTCOMES, Outcome
 from ingest.models import TestResult, WorkflowRun
 
@@ -184,8 +184,9 @@ def apply_quiet_tests_in_bulk(
 
     When the scores to look at are a tenth or more of the ``expected_tests``
     of the batch (a young repository, where few tests are at rest yet), the
-    batch's results are read in one pass and every test of it is looked at:
-    a probe per candidate would cost more than the scan it avoids.
+    batch's results are read in one pass and every test of it is looked at
+    (a probe per candidate would cost more than the scan it avoids), and the
+    batch's tally, which then counts nothing, is deleted.
     """
     results, scores = TestResult._meta.db_table, TestScore._meta.db_table
     runs = WorkflowRun._meta.db_table
@@ -389,6 +390,10 @@ def apply_quiet_tests_in_bulk(
         others = [test_pk for (test_pk,) in cursor.fetchall()]
         cursor.execute("SELECT COALESCE(SUM(n), 0) FROM analyze_run_tests")
         looked_at = int(cursor.fetchone()[0])
+    if dense:
+        # Every test of the batch was looked at: its tally counts nothing, and
+        # left in place it would make the next batches settle for nothing.
+        forget_tally(tally)
     return advanced, inserted, others, looked_at
 
 
